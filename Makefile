@@ -1,0 +1,59 @@
+# robo-trader: `make run` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export PYTHONUNBUFFERED := 1
+# pytest workers (the machine has 2 cores)
+WORKERS ?= 2
+
+.PHONY: install run test lint format typecheck contracts pytest ui bench clean-data
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing robo-trader into $(VENV) (first time takes a few minutes)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@touch $@
+
+install: $(STAMP)
+
+## run: the pipeline on the embedded default (synthetic market + real index history)
+run: install
+	$(PY) -m orchestration.pipeline
+
+## test: lint, import contracts, types, then every test
+test: install lint contracts typecheck pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+contracts: install
+	$(VENV)/bin/lint-imports
+
+typecheck: install
+	$(VENV)/bin/mypy trader_runtime
+
+pytest: install
+	$(PY) -m pytest -n $(WORKERS) -q
+
+## ui: Dagster (webserver + daemon) on :3000 and MLflow on :5000, loopback only
+ui: install
+	@mkdir -p mlruns/artifacts
+	@trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000 & \
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## bench: every benchmark at full size; rewrites docs/benchmarks.md
+bench: install
+	$(PY) -m benchmarks --all --write-docs docs/benchmarks.md
+
+clean-data:
+	rm -rf data/lake data/warehouse.duckdb data/reports

@@ -1,0 +1,19 @@
+"""The one ``Definitions`` of robo-trader, loaded by workspace.yaml and every ``dagster`` CLI."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.jobs import JOBS
+from orchestration.sensors import SENSORS
+from robo_assets.bars_assets import ASSETS as BAR_ASSETS
+from robo_assets.bars_assets import CHECKS as BAR_CHECKS
+from robo_assets.resources import RoboSettingsResource
+
+defs = dg.Definitions(
+    assets=[*BAR_ASSETS],
+    asset_checks=[*BAR_CHECKS],
+    jobs=[*JOBS],
+    sensors=[*SENSORS],
+    resources={"robo": RoboSettingsResource()},
+)
