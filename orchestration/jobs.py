@@ -5,12 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from robo_assets.bars_assets import bars, raw_bars
-from robo_assets.partitions import symbol_partitions
 
 market_data_job = dg.define_asset_job(
     name="market_data_job",
     selection=dg.AssetSelection.assets(raw_bars, bars),
-    partitions_def=symbol_partitions,
     description="Ingest, validate, quarantine and resample one symbol's bars.",
 )
 

@@ -7,6 +7,7 @@ open and a close instant (early closes included). One-minute bars of a session c
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -24,7 +25,10 @@ _CALENDAR_START = "1990-01-02"
 
 @lru_cache(maxsize=1)
 def _xnys() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(EXCHANGE, start=_CALENDAR_START)
+    with warnings.catch_warnings():
+        # exchange_calendars 4.13 trips a pandas deprecation inside its own constructor
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return xcals.get_calendar(EXCHANGE, start=_CALENDAR_START)
 
 
 @dataclass(frozen=True, slots=True)

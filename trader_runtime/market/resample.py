@@ -32,8 +32,8 @@ def resample_bars(bars_1m: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
     """Aggregate validated one-minute bars of one symbol to ``timeframe``.
 
     open: first, high: max, low: min, close: last, volume: sum, vwap: volume-weighted mean of the
-    minute vwaps (plain mean when the bucket traded no volume), trade_count: sum (null when the
-    source has none).
+    minute vwaps that are present (plain mean when they traded no volume; null when the source has
+    none), trade_count: sum (null when the source has none).
     """
     if timeframe is Timeframe.M1:
         return bars_1m.select(BAR_COLUMNS)
@@ -47,7 +47,9 @@ def resample_bars(bars_1m: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
     )
     last_ts = bars_1m["ts"].max()
     volume = pl.col("volume")
-    weighted_vwap = (pl.col("vwap") * volume).sum() / volume.sum()
+    has_vwap = pl.col("vwap").is_not_null()
+    vwap_volume = volume.filter(has_vwap).sum()
+    weighted_vwap = (pl.col("vwap") * volume).sum() / vwap_volume
     out = (
         work.filter(pl.col("_bucket") <= last_ts)
         .group_by("_bucket", maintain_order=True)
@@ -58,7 +60,9 @@ def resample_bars(bars_1m: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
             pl.col("low").min(),
             pl.col("close").last(),
             volume.sum(),
-            pl.when(volume.sum() > 0)
+            pl.when(~has_vwap.any())
+            .then(None)
+            .when(vwap_volume > 0)
             .then(weighted_vwap)
             .otherwise(pl.col("vwap").mean())
             .alias("vwap"),

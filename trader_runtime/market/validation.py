@@ -88,12 +88,14 @@ def value_reasons() -> list[pl.Expr]:
             .then(pl.lit(f"{col} is not positive"))
         )
     high, low = pl.col("high"), pl.col("low")
+    # consistency is judged only between finite prices (NaN compares as the greatest in Polars)
+    finite = pl.all_horizontal([pl.col(c).is_finite().fill_null(False) for c in PRICE_COLUMNS])
     rules += [
-        pl.when(high < low).then(pl.lit("high < low")),
-        pl.when((pl.col("open") < low) | (pl.col("open") > high)).then(
+        pl.when(finite & (high < low)).then(pl.lit("high < low")),
+        pl.when(finite & ((pl.col("open") < low) | (pl.col("open") > high))).then(
             pl.lit("open outside [low, high]")
         ),
-        pl.when((pl.col("close") < low) | (pl.col("close") > high)).then(
+        pl.when(finite & ((pl.col("close") < low) | (pl.col("close") > high))).then(
             pl.lit("close outside [low, high]")
         ),
         pl.when(pl.col("volume").is_null())
@@ -192,10 +194,10 @@ def validate_bars(
 
 def _settle_order(rows: pl.DataFrame, first_pass: pl.DataFrame) -> pl.DataFrame:
     """Mark duplicates and out-of-order rows against the running maximum of *kept* rows only."""
+    if first_pass["_order"].null_count() == first_pass.height:
+        return first_pass  # strictly increasing already: nothing to settle
     ts_values: list[datetime] = rows["ts"].to_list()
     row_ids = rows["_row"].to_list()
-    if first_pass["_order"].null_count() == first_pass.height:
-        return first_pass
     seen: set[datetime] = set()
     running_max: datetime | None = None
     verdicts: list[str | None] = []

@@ -64,6 +64,7 @@ class ParquetLake:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+            _fsync_dir(target.parent)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
@@ -112,3 +113,15 @@ class ParquetLake:
         if not self.symbols(dataset, timeframe):
             raise StorageError(f"no {dataset} {timeframe} partitions under {self.root}")
         return pl.scan_parquet(self.glob(dataset, timeframe))
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,7 @@
+"""Reproducible performance benchmarks: ``python -m benchmarks --list`` names them.
+
+Each benchmark is one module registering ``run(quick) -> list[Measurement]`` with
+``benchmarks.harness.register``; importing it below is all that adds it to the suite.
+"""
+
+from benchmarks import ingest  # noqa: F401  (registers "ingest")

@@ -1,0 +1,55 @@
+"""`make run`'s entry point as a user runs it: a subprocess against a fresh Dagster home."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from tests.conftest import REPO_ROOT, RoboEnv
+from trader_runtime.storage.lake import ParquetLake
+
+pytestmark = pytest.mark.e2e
+
+
+def test_pipeline_materializes_the_universe_in_the_project_instance(robo_env: RoboEnv) -> None:
+    log = robo_env.root / "pipeline.log"
+    with log.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestration.pipeline"],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=240,
+            check=False,
+        )
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "[1/2] SP500" in text
+    assert "[2/2] AAA" in text
+    assert "where to look" in text
+    assert "DEBUG" not in text  # Dagster's event log stays in the UI, not the terminal
+
+    lake = ParquetLake(robo_env.data_dir / "lake")
+    assert lake.symbols("bars", "1d") == ["AAA", "SP500"]
+    assert lake.symbols("bars", "1m") == ["AAA"]
+
+    instance = dg.DagsterInstance.from_config(str(robo_env.dagster_home))
+    runs = instance.get_runs()
+    assert sorted(r.tags.get("dagster/partition") for r in runs) == ["AAA", "SP500"]
+    assert {r.job_name for r in runs} == {"market_data_job"}
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+    assert sorted(instance.get_dynamic_partitions("symbols")) == ["AAA", "SP500"]
+
+
+def test_dagster_cli_sees_the_project_definitions(robo_env: RoboEnv) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "list", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "market_data_job" in listed.stdout
