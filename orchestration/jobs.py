@@ -1,10 +1,17 @@
-"""Jobs: named selections of assets that run together."""
+"""Jobs: named selections of assets that run together (checks of selected assets included)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from robo_assets.bars_assets import bars, raw_bars
+from robo_assets.feature_assets import (
+    features,
+    labels,
+    market_index,
+    training_set,
+    walk_forward_splits,
+)
 
 market_data_job = dg.define_asset_job(
     name="market_data_job",
@@ -12,4 +19,22 @@ market_data_job = dg.define_asset_job(
     description="Ingest, validate, quarantine and resample one symbol's bars.",
 )
 
-JOBS = (market_data_job,)
+market_index_job = dg.define_asset_job(
+    name="market_index_job",
+    selection=dg.AssetSelection.assets(market_index),
+    description="Rebuild the equal-weighted market index from every symbol's bars.",
+)
+
+features_job = dg.define_asset_job(
+    name="features_job",
+    selection=dg.AssetSelection.assets(features, labels),
+    description="Features and labels of one symbol.",
+)
+
+training_data_job = dg.define_asset_job(
+    name="training_data_job",
+    selection=dg.AssetSelection.assets(training_set, walk_forward_splits),
+    description="Pool features and labels into the training set and cut walk-forward splits.",
+)
+
+JOBS = (market_data_job, market_index_job, features_job, training_data_job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import dagster as dg
 
@@ -33,41 +33,103 @@ def register_universe(instance: dg.DagsterInstance, symbols: Sequence[str]) -> l
     return new
 
 
-def run_market_data(instance: dg.DagsterInstance, symbols: Sequence[str]) -> bool:
-    job = defs.resolve_job_def("market_data_job")
+def _failed(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [
+        (e.message or "").strip()[:300]
+        for e in result.all_events
+        if e.is_failure or e.is_step_failure
+    ]
+
+
+def _warnings(result: dg.ExecuteInProcessResult) -> str:
+    names = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    return f"  checks not passed: {', '.join(names)}" if names else ""
+
+
+def _execute(
+    job_name: str, instance: dg.DagsterInstance, partition_key: str | None
+) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        partition_key=partition_key,
+        run_config=QUIET_RUN_CONFIG,
+        raise_on_error=False,
+        tags={"robo/launched_by": "make run"},
+    )
+
+
+def run_per_symbol(
+    job_name: str,
+    instance: dg.DagsterInstance,
+    symbols: Sequence[str],
+    describe: Callable[[dg.ExecuteInProcessResult], str],
+) -> bool:
+    """Run a partitioned job once per symbol, one terminal line each; False if any failed."""
     ok = True
     for i, symbol in enumerate(symbols, start=1):
         started = time.perf_counter()
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=symbol,
-            run_config=QUIET_RUN_CONFIG,
-            raise_on_error=False,
-            tags={"robo/stage": "market_data", "robo/launched_by": "make run"},
-        )
+        result = _execute(job_name, instance, symbol)
         elapsed_s = time.perf_counter() - started
+        prefix = f"  [{i}/{len(symbols)}] {symbol:<7}"
         if not result.success:
             ok = False
-            failures = [
-                e.message or "" for e in result.all_events if e.is_failure or e.is_step_failure
-            ]
-            _say(
-                f"  [{i}/{len(symbols)}] {symbol}: FAILED in {elapsed_s:.1f}s (run {result.run_id})"
-            )
-            for message in failures[:3]:
-                _say(f"      {message.strip()[:300]}")
+            _say(f"{prefix} FAILED in {elapsed_s:.1f}s (run {result.run_id})")
+            for message in _failed(result)[:3]:
+                _say(f"      {message}")
             continue
-        meta = result.asset_materializations_for_node("bars")[0].metadata
-        rows = meta["rows_by_timeframe"].value
-        quarantined = meta["quarantined_rows"].value
-        failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-        _say(
-            f"  [{i}/{len(symbols)}] {symbol:<7} {meta['source'].value:<14} "
-            f"bars {rows}  quarantined {quarantined}"
-            f"{'  warnings: ' + ', '.join(failed_checks) if failed_checks else ''}"
-            f"  ({elapsed_s:.1f}s)"
-        )
+        _say(f"{prefix} {describe(result)}{_warnings(result)}  ({elapsed_s:.1f}s)")
     return ok
+
+
+def run_once(
+    job_name: str,
+    instance: dg.DagsterInstance,
+    describe: Callable[[dg.ExecuteInProcessResult], str],
+) -> bool:
+    started = time.perf_counter()
+    result = _execute(job_name, instance, None)
+    elapsed_s = time.perf_counter() - started
+    if not result.success:
+        _say(f"  FAILED in {elapsed_s:.1f}s (run {result.run_id})")
+        for message in _failed(result)[:3]:
+            _say(f"      {message}")
+        return False
+    _say(f"  {describe(result)}{_warnings(result)}  ({elapsed_s:.1f}s)")
+    return True
+
+
+def _meta(result: dg.ExecuteInProcessResult, node: str) -> Mapping[str, dg.MetadataValue]:  # type: ignore[type-arg]
+    return result.asset_materializations_for_node(node)[0].metadata
+
+
+def _describe_bars(result: dg.ExecuteInProcessResult) -> str:
+    meta = _meta(result, "bars")
+    return (
+        f"{meta['source'].value:<14} bars {meta['rows_by_timeframe'].value}  "
+        f"quarantined {meta['quarantined_rows'].value}"
+    )
+
+
+def _describe_index(result: dg.ExecuteInProcessResult) -> str:
+    return f"market_index rows {_meta(result, 'market_index')['rows_by_timeframe'].value}"
+
+
+def _describe_features(result: dg.ExecuteInProcessResult) -> str:
+    f, lab = _meta(result, "features"), _meta(result, "labels")
+    return (
+        f"{f['n_features'].value} features x {f['dagster/row_count'].value} rows "
+        f"(set {f['feature_set_hash'].value}), labels positive rate "
+        f"{lab['positive_rate'].value:.2f}"
+    )
+
+
+def _describe_training(result: dg.ExecuteInProcessResult) -> str:
+    t, s = _meta(result, "training_set"), _meta(result, "walk_forward_splits")
+    return (
+        f"training_set {t['dagster/row_count'].value} rows x {t['n_features'].value} features, "
+        f"{s['n_folds'].value} {s['scheme'].value} folds (purge {s['purge_bars'].value}, "
+        f"embargo {s['embargo_bars'].value} bars)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,13 +146,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if new:
         _say(f"  registered symbol partitions: {', '.join(new)}")
 
-    _say("[stage 1/1] market data: raw_bars -> bars (validate, quarantine, resample)")
-    ok = run_market_data(instance, symbols)
+    ok = True
+    _say("[stage 1/4] market data: raw_bars -> bars (validate, quarantine, resample)")
+    ok &= run_per_symbol("market_data_job", instance, symbols, _describe_bars)
+    if ok:
+        _say("[stage 2/4] market index (equal-weighted, for cross-asset features)")
+        ok &= run_once("market_index_job", instance, _describe_index)
+    if ok:
+        _say("[stage 3/4] features and labels")
+        ok &= run_per_symbol("features_job", instance, symbols, _describe_features)
+    if ok:
+        _say("[stage 4/4] training set and walk-forward splits (leakage checks)")
+        ok &= run_once("training_data_job", instance, _describe_training)
 
     _say(f"done in {time.perf_counter() - started:.0f}s{'' if ok else ' WITH FAILURES'}")
     _say("where to look:")
     _say("  Dagster UI:  make ui  ->  http://127.0.0.1:3000 (assets, runs, checks, plots)")
-    _say(f"  bars:        {settings.lake_dir}/bars/<timeframe>/<symbol>/data.parquet")
+    _say(f"  lake:        {settings.lake_dir}/<dataset>/<timeframe>/<symbol>/data.parquet")
+    _say(
+        "               datasets: bars, market_index, features, labels, training_set, walk_forward_splits"
+    )
     _say(f"  quarantine:  {settings.warehouse_path} (table quarantine)")
     return 0 if ok else 1
 

@@ -63,3 +63,26 @@ def time_range(first: datetime | None, last: datetime | None) -> Mapping[str, st
         "first_ts": "" if first is None else first.isoformat(),
         "last_ts": "" if last is None else last.isoformat(),
     }
+
+
+def line_plot(frame: pl.DataFrame, x: str, y: str, *, title: str) -> dg.MetadataValue:  # type: ignore[type-arg]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot(frame[x].to_list(), frame[y].to_list(), linewidth=0.8)
+    ax.set_title(title)
+    fig.autofmt_xdate()
+    return png_markdown(fig, alt=title)
+
+
+def correlation_plot(frame: pl.DataFrame, *, title: str) -> dg.MetadataValue:  # type: ignore[type-arg]
+    """Heatmap of pairwise Pearson correlations between the columns of ``frame``."""
+    import numpy as np
+
+    data = frame.fill_null(strategy="zero").to_numpy()
+    corr = np.corrcoef(data, rowvar=False)
+    fig, ax = plt.subplots(figsize=(9, 8))
+    image = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(frame.columns)), frame.columns, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(frame.columns)), frame.columns, fontsize=6)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.7)
+    return png_markdown(fig, alt=title)

@@ -18,28 +18,28 @@ class RoboSettingsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     index_symbols: list[str] | None = None
     start: str | None = None
     end: str | None = None
+    index_start: str | None = None
+    index_end: str | None = None
     synthetic_seed: int | None = None
     signal_strength: float | None = None
     files_dir: str | None = None
+    files_timeframe: str | None = None
+    label_horizon_bars: int | None = None
+    label_cost_bps: float | None = None
+    label_kind: str | None = None
+    split_scheme: str | None = None
+    split_n_folds: int | None = None
+    split_test_sessions: int | None = None
+    split_train_sessions: int | None = None
+    split_purge_bars: int | None = None
+    split_embargo_bars: int | None = None
 
     def settings(self) -> RoboSettings:
         overrides = {
-            name: getattr(self, name)
-            for name in (
-                "data_dir",
-                "mlruns_dir",
-                "source",
-                "start",
-                "end",
-                "synthetic_seed",
-                "signal_strength",
-                "files_dir",
-            )
+            name: tuple(value) if isinstance(value, list) else value
+            for name in type(self).model_fields
+            if (value := getattr(self, name)) is not None
         }
-        overrides["symbols"] = tuple(self.symbols) if self.symbols is not None else None
-        overrides["index_symbols"] = (
-            tuple(self.index_symbols) if self.index_symbols is not None else None
-        )
         return RoboSettings.from_overrides(**overrides)
 
     def lake(self) -> ParquetLake:

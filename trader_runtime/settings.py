@@ -69,6 +69,17 @@ class RoboSettings(BaseSettings):
     files_dir: Path | None = None
     files_timeframe: Timeframe = Timeframe.M1
 
+    # labels and walk-forward splits (research)
+    label_horizon_bars: int = Field(default=15, ge=1)
+    label_cost_bps: float = Field(default=2.0, ge=0.0)
+    label_kind: Literal["fixed_horizon", "triple_barrier"] = "fixed_horizon"
+    split_scheme: Literal["expanding", "rolling"] = "expanding"
+    split_n_folds: int = Field(default=4, ge=1)
+    split_test_sessions: int = Field(default=15, ge=1)
+    split_train_sessions: int = Field(default=40, ge=1)
+    split_purge_bars: int = Field(default=15, ge=0)
+    split_embargo_bars: int = Field(default=30, ge=0)
+
     # paths
     data_dir: Path = Path("data")
     mlruns_dir: Path = Path("mlruns")
@@ -109,6 +120,11 @@ class RoboSettings(BaseSettings):
         both = set(self.symbols) & set(self.index_symbols)
         if both:
             raise ValueError(f"symbols {sorted(both)} are listed as both symbols and index_symbols")
+        if self.split_purge_bars < self.label_horizon_bars:
+            raise ValueError(
+                f"split_purge_bars ({self.split_purge_bars}) must be >= label_horizon_bars "
+                f"({self.label_horizon_bars}): training labels would overlap the test window"
+            )
         if self.source == "files" and self.files_dir is None:
             raise ValueError("source 'files' needs ROBO_FILES_DIR")
         return self

@@ -12,7 +12,17 @@ from trader_runtime.storage.lake import ParquetLake
 pytestmark = pytest.mark.e2e
 
 
-def test_pipeline_materializes_the_universe_in_the_project_instance(robo_env: RoboEnv) -> None:
+def test_pipeline_materializes_the_universe_in_the_project_instance(
+    robo_env: RoboEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {
+        "ROBO_START": "2024-01-02",
+        "ROBO_END": "2024-03-28",
+        "ROBO_SPLIT_N_FOLDS": "2",
+        "ROBO_SPLIT_TEST_SESSIONS": "5",
+        "ROBO_SPLIT_TRAIN_SESSIONS": "10",
+    }.items():
+        monkeypatch.setenv(key, value)
     log = robo_env.root / "pipeline.log"
     with log.open("w") as out:
         proc = subprocess.run(
@@ -27,6 +37,9 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(robo_env: Ro
     assert proc.returncode == 0, text
     assert "[1/2] SP500" in text
     assert "[2/2] AAA" in text
+    assert "[stage 4/4]" in text
+    assert "2 expanding folds" in text
+    assert "checks not passed" not in text
     assert "where to look" in text
     assert "DEBUG" not in text  # Dagster's event log stays in the UI, not the terminal
 
@@ -36,8 +49,19 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(robo_env: Ro
 
     instance = dg.DagsterInstance.from_config(str(robo_env.dagster_home))
     runs = instance.get_runs()
-    assert sorted(r.tags.get("dagster/partition") for r in runs) == ["AAA", "SP500"]
-    assert {r.job_name for r in runs} == {"market_data_job"}
+    per_symbol = [r for r in runs if r.tags.get("dagster/partition")]
+    assert sorted(r.tags["dagster/partition"] for r in per_symbol) == [
+        "AAA",
+        "AAA",
+        "SP500",
+        "SP500",
+    ]
+    assert {r.job_name for r in runs} == {
+        "market_data_job",
+        "market_index_job",
+        "features_job",
+        "training_data_job",
+    }
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert sorted(instance.get_dynamic_partitions("symbols")) == ["AAA", "SP500"]
 

@@ -12,8 +12,27 @@ def test_definitions_load() -> None:
 def test_asset_graph_snapshot() -> None:
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
-    assert keys == ["bars", "raw_bars"]
-    assert graph.get(dg.AssetKey("bars")).parent_keys == {dg.AssetKey("raw_bars")}
+    assert keys == [
+        "bars",
+        "features",
+        "labels",
+        "market_index",
+        "raw_bars",
+        "training_set",
+        "walk_forward_splits",
+    ]
+    parents = {
+        k: sorted(p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys) for k in keys
+    }
+    assert parents == {
+        "raw_bars": [],
+        "bars": ["raw_bars"],
+        "market_index": ["bars"],
+        "features": ["bars", "market_index"],
+        "labels": ["bars"],
+        "training_set": ["features", "labels"],
+        "walk_forward_splits": ["training_set"],
+    }
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
     assert checks == [
         "bars:calendar_gaps",
@@ -22,7 +41,11 @@ def test_asset_graph_snapshot() -> None:
         "bars:quarantine_rate",
         "bars:timestamps_unique_increasing",
         "bars:volume_non_negative",
+        "features:features_match_spec",
         "raw_bars:raw_bars_schema",
+        "training_set:no_future_information",
+        "walk_forward_splits:purge_covers_label_horizon",
+        "walk_forward_splits:splits_disjoint_including_label_windows",
     ]
 
 
@@ -32,14 +55,19 @@ def test_checks_that_guard_downstream_data_are_blocking() -> None:
         key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking
     )
     assert blocking == [
+        "features_match_spec",
+        "no_future_information",
         "ohlc_consistent",
         "prices_finite_positive",
+        "purge_covers_label_horizon",
         "raw_bars_schema",
+        "splits_disjoint_including_label_windows",
         "timestamps_unique_increasing",
         "volume_non_negative",
     ]
 
 
 def test_jobs_and_sensors_are_registered() -> None:
-    assert defs.resolve_job_def("market_data_job").name == "market_data_job"
+    for job in ("market_data_job", "market_index_job", "features_job", "training_data_job"):
+        assert defs.resolve_job_def(job).name == job
     assert defs.resolve_sensor_def("universe_sensor").name == "universe_sensor"
