@@ -4,4 +4,7 @@ Each benchmark is one module registering ``run(quick) -> list[Measurement]`` wit
 ``benchmarks.harness.register``; importing it below is all that adds it to the suite.
 """
 
-from benchmarks import ingest  # noqa: F401  (registers "ingest")
+from benchmarks import (
+    features,  # noqa: F401  (registers "features")
+    ingest,  # noqa: F401  (registers "ingest")
+)

@@ -121,10 +121,13 @@ def build_training_set(
         labels = lake.read(LABELS, tf.value, symbol)
         frames.append(feats.join(labels, on=["symbol", "ts"], how="inner"))
     pooled = pl.concat(frames).sort("ts", "symbol")
-    null_rates = {
-        c: v / max(pooled.height, 1) for c, v in pooled.null_count().row(0, named=True).items()
-    }
-    kept = pooled.drop_nulls([*names, "target", "label_end_ts"])
+    missing = pooled.select(
+        *[(pl.col(c).is_nan() | pl.col(c).is_null()).sum().alias(c) for c in names],
+        *[pl.col(c).is_null().sum() for c in LABEL_COLUMNS],
+    )
+    null_rates = {c: v / max(pooled.height, 1) for c, v in missing.row(0, named=True).items()}
+    complete = pl.all_horizontal(pl.col(c).is_not_nan() for c in names)
+    kept = pooled.drop_nulls([*names, "target", "label_end_ts"]).filter(complete)
     kept = kept.select("symbol", "ts", *names, *LABEL_COLUMNS)
     lake.write(TRAINING_SET, tf.value, POOLED, kept)
     return TrainingSetResult(kept, pooled.height, null_rates, names)

@@ -152,3 +152,22 @@ def test_docs_writer_keeps_a_file_without_marker_below_a_new_marker(tmp_path: Pa
 def test_measurement_extra_cannot_shadow_the_record_keys() -> None:
     with pytest.raises(BenchmarkError, match="reserved"):
         Measurement("ingest", "rows", 1, "rows", {"value": 2})
+
+
+def test_quick_features_benchmark_reports_every_metric_side_by_side_with_talib() -> None:
+    proc = _run_cli("features", "--quick")
+    assert proc.returncode == 0, proc.stderr
+    records = {r["metric"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert set(records) >= {
+        "ours_s",
+        "talib_raw_s",
+        "ratio_vs_talib",
+        "n_features",
+        "incremental_p50_us",
+        "incremental_p99_us",
+    }
+    assert records["n_features"]["value"] == 50
+    assert records["ratio_vs_talib"]["value"] == pytest.approx(
+        records["ours_s"]["value"] / records["talib_raw_s"]["value"]
+    )
+    assert 0 < records["incremental_p50_us"]["value"] <= records["incremental_p99_us"]["value"]

@@ -32,7 +32,7 @@ def test_daily_bars_get_no_higher_timeframe_features() -> None:
 
 def test_the_spec_hash_is_stable_and_changes_with_any_parameter() -> None:
     # Changing this literal means every stored model no longer matches: bump SPEC.version with it.
-    assert SPEC.spec_hash == "5bbb85d084accf57"
+    assert SPEC.spec_hash == "9d380799b7afd62f"
     assert ind("x", "rsi", a=1, b=2) == ind("x", "rsi", b=2, a=1)
     changed = type(SPEC)(
         version=SPEC.version,
@@ -79,8 +79,8 @@ def test_rolling_skew_matches_the_textbook_moment_formula() -> None:
     assert np.isnan(ours[:60]).all()
 
 
-def test_warm_up_rows_are_null_and_later_rows_are_complete() -> None:
-    feats = full_features()
+def test_warm_up_rows_are_nan_and_later_rows_are_complete() -> None:
+    feats = full_features().fill_nan(None)
     first_complete = feats.drop_nulls().select(pl.col("ts").min()).item()
     assert feats.filter(pl.col("ts") >= first_complete).null_count().sum_horizontal().item() == 0
     assert feats["rsi_14"].head(14).null_count() == 14
@@ -129,3 +129,36 @@ def test_the_market_index_is_the_mean_one_bar_return_of_the_symbols_trading() ->
     assert r[1] == pytest.approx(np.log(1.1))  # b has no previous bar at ts=2
     assert r[2] == pytest.approx((np.log(1.1) + np.log(0.5)) / 2)
     assert mkt["market_level"][-1] == pytest.approx(np.exp(sum(r)))
+
+
+def test_market_beta_is_the_regression_of_the_stock_on_the_market() -> None:
+    rng = np.random.default_rng(5)
+    market_r = rng.normal(0, 1e-3, 2000)
+    stock_r = 1.7 * market_r + rng.normal(0, 2e-4, 2000)
+    close = 50 * np.exp(np.cumsum(stock_r))
+    level = np.exp(np.cumsum(market_r))
+    ts = pl.Series(range(2000)).cast(pl.Datetime("us", "UTC"))
+    bars = pl.DataFrame(
+        {
+            "symbol": "X",
+            "ts": ts,
+            "open": close,
+            "high": close,
+            "low": close,
+            "close": close,
+            "volume": 1.0,
+        }
+    )
+    market = pl.DataFrame(
+        {"ts": ts, "market_return": np.r_[0.0, np.diff(np.log(level))], "market_level": level}
+    )
+    beta = compute_indicator(bar_arrays(bars, market), ind("b", "market_beta", period=500))
+    assert beta[-1] == pytest.approx(1.7, abs=0.05)
+
+
+def test_a_ratio_with_an_undefined_numerator_stays_undefined() -> None:
+    from trader_runtime.features.indicators import safe_ratio
+
+    out = safe_ratio(np.array([np.nan, 1.0, 1.0]), np.array([0.0, 0.0, 2.0]), 9.0)
+    assert np.isnan(out[0])
+    assert out[1:].tolist() == [9.0, 0.5]

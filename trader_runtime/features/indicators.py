@@ -47,20 +47,25 @@ class BarArrays:
 
 
 def _nan(n: int) -> Array:
-    return np.full(n, np.nan)
+    out = np.empty(n)
+    out.fill(np.nan)
+    return out
 
 
 def safe_ratio(num: Array, den: Array, fallback: float) -> Array:
-    """num / den; ``fallback`` where den <= 0, NaN where den is NaN (warm-up stays NaN)."""
+    """num / den; ``fallback`` where den <= 0, NaN where either is NaN (warm-up stays NaN)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(den > 0, num / den, fallback)
-    return np.where(np.isnan(den), np.nan, ratio)
+        ratio = np.divide(num, den)
+        not_positive = den <= 0  # False for NaN
+    ratio[not_positive & ~np.isnan(num)] = fallback
+    return ratio
 
 
 def _lagged_diff(x: Array, lag: int) -> Array:
-    out = _nan(len(x))
+    out = np.empty(len(x))
+    out[:lag] = np.nan
     if lag < len(x):
-        out[lag:] = x[lag:] - x[:-lag]
+        np.subtract(x[lag:], x[:-lag], out=out[lag:])
     return out
 
 
@@ -279,8 +284,9 @@ def _market_correl(b: BarArrays, s: IndicatorSpec) -> Array:
 
 
 def _market_beta(b: BarArrays, s: IndicatorSpec) -> Array:
+    """cov(stock, market) / var(market) of one-bar returns: TA-Lib's BETA takes the index first."""
     _, level = _market(b, s)
-    return talib.BETA(b.close, level, _p(s, "period"))
+    return talib.BETA(level, b.close, _p(s, "period"))
 
 
 def _market_relative_return(b: BarArrays, s: IndicatorSpec) -> Array:

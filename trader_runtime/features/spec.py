@@ -1,7 +1,8 @@
 """The versioned feature-set spec: which indicators, with which parameters, on which timeframes.
 
 Its ``spec_hash`` is a stable digest of the canonical JSON of the spec (not of Python object ids or
-dict order). Models carry it; the runtime refuses a model whose hash differs from the code's.
+dict order), including the TA-Lib build, whose arithmetic changed between releases. Models carry
+it; the runtime refuses a model whose hash differs from the code's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,18 @@ from dataclasses import dataclass, field
 from trader_runtime.market.timeframes import Timeframe
 
 ParamValue = int | float
+
+
+def _engine() -> str:
+    """The indicator library build: its arithmetic is part of what a feature value means."""
+    import talib
+
+    version = getattr(talib, "__ta_version__", b"unknown")
+    c_version = version.decode() if isinstance(version, bytes) else str(version)
+    return f"ta-lib {talib.__version__} (C {c_version.split(' ')[0]})"
+
+
+INDICATOR_ENGINE = _engine()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +78,7 @@ class FeatureSetSpec:
     def to_json(self) -> dict[str, object]:
         return {
             "version": self.version,
+            "engine": INDICATOR_ENGINE,
             "base": [s.to_json() for s in self.base],
             "higher_timeframes": [tf.value for tf in self.higher_timeframes],
             "higher": [s.to_json() for s in self.higher],

@@ -8,6 +8,9 @@ the source has no such field.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import polars as pl
 
 TS_DTYPE = pl.Datetime("us", "UTC")
@@ -27,6 +30,18 @@ BAR_COLUMNS: tuple[str, ...] = tuple(BAR_SCHEMA)
 REQUIRED_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("vwap", "trade_count")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One bar of one symbol as plain floats, for the live loop; ``ts`` is its close (UTC)."""
+
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
 
 
 def empty_bars() -> pl.DataFrame:
