@@ -81,9 +81,9 @@ def features(context: dg.AssetExecutionContext, robo: RoboSettingsResource) -> d
     settings = robo.settings()
     frame = build_features(settings, context.partition_key, robo.lake(), SPEC)
     names = [c for c in frame.columns if c not in ("symbol", "ts")]
-    null_rates = {
-        c: round(v / max(frame.height, 1), 5)
-        for c, v in frame.select(names).null_count().row(0, named=True).items()
+    warmup = frame.select((pl.col(c).is_nan() | pl.col(c).is_null()).sum() for c in names)
+    warmup_rates = {
+        c: round(v / max(frame.height, 1), 5) for c, v in warmup.row(0, named=True).items()
     }
     return dg.MaterializeResult(
         metadata={
@@ -93,7 +93,7 @@ def features(context: dg.AssetExecutionContext, robo: RoboSettingsResource) -> d
             "feature_set_version": SPEC.version,
             "base_timeframe": base_timeframe(settings, context.partition_key).value,
             "features": dg.MetadataValue.md(", ".join(f"`{n}`" for n in names)),
-            "null_rates": null_rates,
+            "warmup_rates": warmup_rates,
             "preview": table_preview(frame.tail(5).select("ts", *names[:8])),
         }
     )
@@ -158,7 +158,7 @@ def training_set(
             "feature_set_hash": SPEC.spec_hash,
             "features": dg.MetadataValue.md(", ".join(f"`{n}`" for n in result.feature_names)),
             "positive_rate": float(frame["target"].mean() or 0.0),
-            "null_rates_before_drop": table_preview(null_table, rows=60),
+            "missing_rates_before_drop": table_preview(null_table, rows=60),
             "feature_correlation": correlation_plot(
                 frame.select(result.feature_names).sample(min(frame.height, 50_000), seed=0),
                 title="feature correlation (sample)",

@@ -167,3 +167,12 @@ def test_canary_a_purge_shorter_than_the_horizon_fails_the_purge_check(
     result = purge_covers_label_horizon(_context())
     assert not result.passed
     assert result.metadata["purge_bars"].value == 5
+
+
+def test_feature_metadata_reports_warm_up_rates(built: Path) -> None:
+    instance = dg.DagsterInstance.from_config(str(built.parent / "dagster_home"))
+    event = instance.get_latest_materialization_event(dg.AssetKey("features"))
+    assert event is not None
+    rates = event.asset_materialization.metadata["warmup_rates"].value  # type: ignore[union-attr]
+    assert rates["rsi_14"] > 0
+    assert rates["range_ratio"] == 0
