@@ -182,7 +182,7 @@ def run(quick: bool) -> list[Measurement]:
             "ours_s",
             parallel_s,
             "s",
-            f"market index + features of every symbol, {workers} processes across symbols, each reading its bars from the lake",
+            f"market index + features of every symbol, {workers} processes across symbols, bars in memory",
         ),
         m(
             "ours_single_process_s",
