@@ -7,4 +7,5 @@ Each benchmark is one module registering ``run(quick) -> list[Measurement]`` wit
 from benchmarks import (
     features,  # noqa: F401  (registers "features")
     ingest,  # noqa: F401  (registers "ingest")
+    training,  # noqa: F401  (registers "training")
 )

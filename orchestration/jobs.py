@@ -12,6 +12,7 @@ from robo_assets.feature_assets import (
     training_set,
     walk_forward_splits,
 )
+from robo_assets.model_assets import trained_models, tuned_models
 
 market_data_job = dg.define_asset_job(
     name="market_data_job",
@@ -37,4 +38,24 @@ training_data_job = dg.define_asset_job(
     description="Pool features and labels into the training set and cut walk-forward splits.",
 )
 
-JOBS = (market_data_job, market_index_job, features_job, training_data_job)
+training_job = dg.define_asset_job(
+    name="training_job",
+    selection=dg.AssetSelection.assets(trained_models),
+    description="Walk-forward train one model family, log it to MLflow and register it "
+    "(partition = family; a backfill over families runs them in parallel).",
+)
+
+tuning_job = dg.define_asset_job(
+    name="tuning_job",
+    selection=dg.AssetSelection.assets(tuned_models),
+    description="Optuna-tune one model family, retrain the best configuration and register it.",
+)
+
+JOBS = (
+    market_data_job,
+    market_index_job,
+    features_job,
+    training_data_job,
+    training_job,
+    tuning_job,
+)

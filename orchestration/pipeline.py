@@ -15,6 +15,7 @@ import dagster as dg
 
 from orchestration.definitions import defs
 from robo_assets.partitions import SYMBOL_PARTITIONS_NAME
+from trader_runtime.models.zoo import FAMILIES
 from trader_runtime.settings import RoboSettings
 
 # The terminal shows one line per run; Dagster's own event log stays complete in the UI.
@@ -58,19 +59,19 @@ def _execute(
     )
 
 
-def run_per_symbol(
+def run_per_partition(
     job_name: str,
     instance: dg.DagsterInstance,
-    symbols: Sequence[str],
+    keys: Sequence[str],
     describe: Callable[[dg.ExecuteInProcessResult], str],
 ) -> bool:
-    """Run a partitioned job once per symbol, one terminal line each; False if any failed."""
+    """Run a partitioned job once per partition key, one terminal line each; False if any failed."""
     ok = True
-    for i, symbol in enumerate(symbols, start=1):
+    for i, key in enumerate(keys, start=1):
         started = time.perf_counter()
-        result = _execute(job_name, instance, symbol)
+        result = _execute(job_name, instance, key)
         elapsed_s = time.perf_counter() - started
-        prefix = f"  [{i}/{len(symbols)}] {symbol:<7}"
+        prefix = f"  [{i}/{len(keys)}] {key:<7}"
         if not result.success:
             ok = False
             _say(f"{prefix} FAILED in {elapsed_s:.1f}s (run {result.run_id})")
@@ -123,6 +124,17 @@ def _describe_features(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
+def _describe_model(node: str) -> Callable[[dg.ExecuteInProcessResult], str]:
+    def describe(result: dg.ExecuteInProcessResult) -> str:
+        meta = _meta(result, node)
+        return (
+            f"OOS AUC {meta['oos_auc'].value:.4f}  log loss {meta['oos_log_loss'].value:.4f}  "
+            f"IC {meta['oos_ic'].value:+.4f}  -> {meta['model_uri'].value}"
+        )
+
+    return describe
+
+
 def _describe_training(result: dg.ExecuteInProcessResult) -> str:
     t, s = _meta(result, "training_set"), _meta(result, "walk_forward_splits")
     return (
@@ -147,17 +159,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"  registered symbol partitions: {', '.join(new)}")
 
     ok = True
-    _say("[stage 1/4] market data: raw_bars -> bars (validate, quarantine, resample)")
-    ok &= run_per_symbol("market_data_job", instance, symbols, _describe_bars)
+    stages = 6
+    _say(f"[stage 1/{stages}] market data: raw_bars -> bars (validate, quarantine, resample)")
+    ok &= run_per_partition("market_data_job", instance, symbols, _describe_bars)
     if ok:
-        _say("[stage 2/4] market index (equal-weighted, for cross-asset features)")
+        _say(f"[stage 2/{stages}] market index (equal-weighted, for cross-asset features)")
         ok &= run_once("market_index_job", instance, _describe_index)
     if ok:
-        _say("[stage 3/4] features and labels")
-        ok &= run_per_symbol("features_job", instance, symbols, _describe_features)
+        _say(f"[stage 3/{stages}] features and labels")
+        ok &= run_per_partition("features_job", instance, symbols, _describe_features)
     if ok:
-        _say("[stage 4/4] training set and walk-forward splits (leakage checks)")
+        _say(f"[stage 4/{stages}] training set and walk-forward splits (leakage checks)")
         ok &= run_once("training_data_job", instance, _describe_training)
+    if ok:
+        _say(f"[stage 5/{stages}] models: walk-forward training, MLflow runs, registry")
+        ok &= run_per_partition(
+            "training_job", instance, FAMILIES, _describe_model("trained_models")
+        )
+    if ok:
+        _say(f"[stage 6/{stages}] tuning: Optuna ({settings.tune_trials} trials per family)")
+        ok &= run_per_partition("tuning_job", instance, FAMILIES, _describe_model("tuned_models"))
 
     _say(f"done in {time.perf_counter() - started:.0f}s{'' if ok else ' WITH FAILURES'}")
     _say("where to look:")
@@ -167,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "               datasets: bars, market_index, features, labels, training_set, walk_forward_splits"
     )
     _say(f"  quarantine:  {settings.warehouse_path} (table quarantine)")
+    _say(
+        "  MLflow UI:   make ui  ->  http://127.0.0.1:5000 (runs, registered model "
+        f"'{settings.registered_model}')"
+    )
     return 0 if ok else 1
 
 

@@ -33,6 +33,14 @@ class RoboSettingsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     split_train_sessions: int | None = None
     split_purge_bars: int | None = None
     split_embargo_bars: int | None = None
+    model_seed: int | None = None
+    train_max_rows: int | None = None
+    mlflow_experiment: str | None = None
+    registered_model: str | None = None
+    tune_trials: int | None = None
+    tune_max_train_rows: int | None = None
+    tune_timeout_s: float | None = None
+    optuna_storage: str | None = None
 
     def settings(self) -> RoboSettings:
         overrides = {

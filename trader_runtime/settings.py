@@ -80,6 +80,16 @@ class RoboSettings(BaseSettings):
     split_purge_bars: int = Field(default=15, ge=0)
     split_embargo_bars: int = Field(default=30, ge=0)
 
+    # models, tracking and tuning
+    model_seed: int = 7
+    train_max_rows: int | None = Field(default=None, ge=1000)
+    mlflow_experiment: str = "robo-trader"
+    registered_model: str = "robo-trader"
+    tune_trials: int = Field(default=3, ge=1)
+    tune_max_train_rows: int | None = Field(default=50_000, ge=1000)
+    tune_timeout_s: float = Field(default=600.0, gt=0)
+    optuna_storage: str | None = None  # default: sqlite under data_dir; any SQLAlchemy URL
+
     # paths
     data_dir: Path = Path("data")
     mlruns_dir: Path = Path("mlruns")
@@ -163,6 +173,10 @@ class RoboSettings(BaseSettings):
     @property
     def mlflow_artifacts_dir(self) -> Path:
         return self.mlruns_dir / "artifacts"
+
+    @property
+    def optuna_storage_url(self) -> str:
+        return self.optuna_storage or f"sqlite:///{self.data_dir / 'optuna.db'}"
 
     def source_for(self, symbol: str) -> SourceName:
         """Index symbols come from ``index_history``; every other symbol from ``source``."""

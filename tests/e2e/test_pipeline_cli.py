@@ -15,12 +15,15 @@ pytestmark = pytest.mark.e2e
 def test_pipeline_materializes_the_universe_in_the_project_instance(
     robo_env: RoboEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """make run's six stages on a small universe and a small model budget."""
     for key, value in {
         "ROBO_START": "2024-01-02",
         "ROBO_END": "2024-03-28",
         "ROBO_SPLIT_N_FOLDS": "2",
         "ROBO_SPLIT_TEST_SESSIONS": "5",
         "ROBO_SPLIT_TRAIN_SESSIONS": "10",
+        "ROBO_TRAIN_MAX_ROWS": "5000",
+        "ROBO_TUNE_TRIALS": "1",
     }.items():
         monkeypatch.setenv(key, value)
     log = robo_env.root / "pipeline.log"
@@ -37,7 +40,8 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
     assert proc.returncode == 0, text
     assert "[1/2] SP500" in text
     assert "[2/2] AAA" in text
-    assert "[stage 4/4]" in text
+    assert "[stage 6/6]" in text
+    assert text.count("-> models:/robo-trader/") == 8  # four families, trained and tuned
     assert "2 expanding folds" in text
     assert "checks not passed" not in text
     assert "where to look" in text
@@ -49,7 +53,7 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
 
     instance = dg.DagsterInstance.from_config(str(robo_env.dagster_home))
     runs = instance.get_runs()
-    per_symbol = [r for r in runs if r.tags.get("dagster/partition")]
+    per_symbol = [r for r in runs if r.tags.get("dagster/partition") in ("AAA", "SP500")]
     assert sorted(r.tags["dagster/partition"] for r in per_symbol) == [
         "AAA",
         "AAA",
@@ -61,6 +65,8 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
         "market_index_job",
         "features_job",
         "training_data_job",
+        "training_job",
+        "tuning_job",
     }
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert sorted(instance.get_dynamic_partitions("symbols")) == ["AAA", "SP500"]

@@ -17,8 +17,11 @@ def test_asset_graph_snapshot() -> None:
         "features",
         "labels",
         "market_index",
+        "oos_predictions",
         "raw_bars",
+        "trained_models",
         "training_set",
+        "tuned_models",
         "walk_forward_splits",
     ]
     parents = {
@@ -32,6 +35,9 @@ def test_asset_graph_snapshot() -> None:
         "labels": ["bars"],
         "training_set": ["features", "labels"],
         "walk_forward_splits": ["training_set"],
+        "trained_models": ["training_set", "walk_forward_splits"],
+        "oos_predictions": ["training_set", "walk_forward_splits"],
+        "tuned_models": ["training_set", "walk_forward_splits"],
     }
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
     assert checks == [
@@ -68,6 +74,13 @@ def test_checks_that_guard_downstream_data_are_blocking() -> None:
 
 
 def test_jobs_and_sensors_are_registered() -> None:
-    for job in ("market_data_job", "market_index_job", "features_job", "training_data_job"):
+    for job in (
+        "market_data_job",
+        "market_index_job",
+        "features_job",
+        "training_data_job",
+        "training_job",
+        "tuning_job",
+    ):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_sensor_def("universe_sensor").name == "universe_sensor"

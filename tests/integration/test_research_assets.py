@@ -1,7 +1,6 @@
 """Features, labels, training set and splits through a real Dagster instance, and leakage canaries:
 planted future information must be caught by the blocking checks."""
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,71 +9,25 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from orchestration.definitions import defs
 from robo_assets.feature_assets import (
     no_future_information,
     purge_covers_label_horizon,
     splits_disjoint_including_label_windows,
 )
-from robo_assets.partitions import SYMBOL_PARTITIONS_NAME
 from robo_assets.research_data import FEATURES, FOLDS, POOLED, SPLITS, TRAINING_SET
 from robo_assets.resources import RoboSettingsResource
 from robo_assets.splits import TEST, TRAIN
-from tests.conftest import REPO_ROOT, SMALL_UNIVERSE, RoboEnv
+from tests.conftest import RoboEnv
+from tests.research_kit import RESEARCH_ENV, build_research_data, research_environment
 from trader_runtime.storage.lake import ParquetLake
-
-RESEARCH_ENV = {
-    "ROBO_SYMBOLS": "AAA,BBB",
-    "ROBO_START": "2024-01-02",
-    "ROBO_END": "2024-03-28",
-    "ROBO_SPLIT_N_FOLDS": "2",
-    "ROBO_SPLIT_TEST_SESSIONS": "5",
-    "ROBO_SPLIT_TRAIN_SESSIONS": "10",
-}
-
-
-def _run(
-    job: str, instance: dg.DagsterInstance, key: str | None = None
-) -> dg.ExecuteInProcessResult:
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, partition_key=key, raise_on_error=False
-    )
-    assert result.success, job
-    return result
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The research pipeline materialized once; tests get a copy of its data dir."""
     root = tmp_path_factory.mktemp("research")
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("ROBO_"):
-                mp.delenv(key)
-        home = root / "dagster_home"
-        home.mkdir()
-        shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-        env = {
-            **SMALL_UNIVERSE,
-            **RESEARCH_ENV,
-            "ROBO_DATA_DIR": str(root / "data"),
-            "DAGSTER_HOME": str(home),
-        }
-        for key, value in env.items():
-            mp.setenv(key, value)
-        instance = dg.DagsterInstance.get()
-        symbols = ["SP500", "AAA", "BBB"]
-        instance.add_dynamic_partitions(SYMBOL_PARTITIONS_NAME, symbols)
-        checks: dict[str, bool] = {}
-        for s in symbols:
-            _run("market_data_job", instance, s)
-        _run("market_index_job", instance)
-        for s in symbols:
-            result = _run("features_job", instance, s)
-            checks |= {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        result = _run("training_data_job", instance)
-        checks |= {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {
+    with research_environment(root) as instance:
+        assert build_research_data(instance) == {
             "features_match_spec": True,
             "no_future_information": True,
             "splits_disjoint_including_label_windows": True,

@@ -1,0 +1,1 @@
+"""Model training: metrics, walk-forward evaluation, tracked training and tuning."""
