@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import polars as pl
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 
 from robo_assets.splits import TEST, TRAIN
 from robo_assets.training.metrics import classification_metrics

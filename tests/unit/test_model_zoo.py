@@ -210,3 +210,19 @@ def test_a_pickled_mlp_predicts_in_a_fresh_process_without_lightning(tmp_path: P
         "assert 'pytorch_lightning' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_mlp_results_do_not_depend_on_the_callers_torch_threads() -> None:
+    import torch
+
+    X, y = _data()
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(_fit("mlp", X, y).predict_proba(X))
+            assert torch.get_num_threads() == threads  # the caller's setting is restored
+        np.testing.assert_array_equal(*results)
+    finally:
+        torch.set_num_threads(before)

@@ -30,6 +30,10 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 
 FloatArray = npt.NDArray[np.float64]
 _PREDICT_BATCH = 65_536
+# one intra-op thread: as fast for a network this small, bit-identical whatever the core count,
+# and immune to OpenMP spin-waiting when other busy processes share the 2 cores (measured 10x
+# slower with 2 threads then)
+_TORCH_THREADS = 1
 _QUIET_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning")
 
 
@@ -46,6 +50,17 @@ def build_network(
         width = hidden_units
     layers.append(nn.Linear(width, 1))
     return nn.Sequential(*layers)
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads inside the block, restoring the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -137,7 +152,10 @@ def _train(x: torch.Tensor, t: torch.Tensor, n_fit: int, config: _TrainConfig) -
             )
 
     validate = n_fit < len(t)
-    with _quiet_and_deterministic(config.seed, PossibleUserWarning):
+    with (
+        _torch_threads(_TORCH_THREADS),
+        _quiet_and_deterministic(config.seed, PossibleUserWarning),
+    ):
         net = build_network(config.n_features, config.hidden_units, config.n_layers, config.dropout)
         lit = LitBinary(net)
         callbacks: list[pl.Callback] = []
@@ -280,7 +298,7 @@ class LightningMLPClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         x = torch.from_numpy(features)
         out = np.empty(len(features), dtype=np.float64)
         self.module_.eval()
-        with torch.inference_mode():
+        with _torch_threads(_TORCH_THREADS), torch.inference_mode():
             for start in range(0, len(features), _PREDICT_BATCH):
                 logits = self.module_(x[start : start + _PREDICT_BATCH]).squeeze(1)
                 out[start : start + _PREDICT_BATCH] = torch.sigmoid(logits).double().numpy()
