@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export PYTHONUNBUFFERED := 1
+# OpenMP threads sleep instead of spin-waiting: on 2 cores, spinning next to another busy process
+# (a parallel test worker, another partition run) made XGBoost/LightGBM/torch 30-50x slower
+export OMP_WAIT_POLICY ?= PASSIVE
 # pytest workers (the machine has 2 cores)
 WORKERS ?= 2
 
