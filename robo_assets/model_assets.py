@@ -90,9 +90,7 @@ def _outcome_metadata(outcome: FamilyOutcome, inputs: _Inputs) -> dict[str, Any]
     )
     return {
         "family": outcome.family,
-        "mlflow_run": dg.MetadataValue.url(
-            run_url(inputs.settings, outcome.experiment_id, outcome.run_id)
-        ),
+        "mlflow_run": dg.MetadataValue.url(run_url(outcome.experiment_id, outcome.run_id)),
         "run_id": outcome.run_id,
         "model_uri": outcome.model_uri,
         "model_version": dg.MetadataValue.url(

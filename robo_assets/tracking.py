@@ -71,34 +71,25 @@ def data_fingerprint(frame: pl.DataFrame) -> str:
     return hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The git commit of the working tree (with ``-dirty`` when it has changes), else ``unknown``."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        sha = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
 
 
-def run_url(settings: RoboSettings, experiment_id: str, run_id: str) -> str:
+def run_url(experiment_id: str, run_id: str) -> str:
     """Where the MLflow UI started by ``make ui`` shows a run."""
-    del settings
     return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
 
 
