@@ -1,0 +1,169 @@
+"""The backtest's inputs as dense arrays: one row per bar instant, one column per symbol.
+
+Built from the stored bars, features, market regimes and a model's out-of-sample predictions.
+Everything in it is known at the bar's close: impact inputs (daily volatility, average daily
+volume) and the VWAP volume profile come from earlier sessions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from trader_runtime.market.regimes import REGIME_ORDER, Regime
+from trader_runtime.market.timeframes import Timeframe
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+IMPACT_LOOKBACK_SESSIONS = 20
+NEW_YORK = "America/New_York"
+
+
+@dataclass(frozen=True, slots=True)
+class MarketGrid:
+    """Dense, time-aligned arrays of a backtest (NaN where a symbol has no bar or value)."""
+
+    symbols: tuple[str, ...]
+    ts: npt.NDArray[np.datetime64]  # bar close instants, UTC, microseconds
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    probability: FloatArray
+    trends: FloatArray  # (bars, symbols, confirmation timeframes)
+    applicable: BoolArray  # (symbols, confirmation timeframes)
+    regime_codes: IntArray  # index into REGIME_ORDER per bar
+    daily_vol: FloatArray
+    adv_shares: FloatArray
+    expected_volume: FloatArray
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.close.shape[0])
+
+    def regime(self, t: int) -> Regime:
+        return REGIME_ORDER[int(self.regime_codes[t])]
+
+
+def _order(timeframe: Timeframe) -> int:
+    return list(Timeframe).index(timeframe)
+
+
+def trend_column(timeframe: Timeframe, base: Timeframe) -> str:
+    """The feature whose sign is a timeframe's trend: close / SMA(10) - 1 of its last closed bar."""
+    return "sma_ratio_10" if timeframe == base else f"tf{timeframe.value}_sma_ratio_10"
+
+
+def _session_stats(bars: pl.DataFrame) -> pl.DataFrame:
+    """Per session: daily volatility and ADV from the previous sessions only."""
+    daily = (
+        bars.with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
+        .group_by("session", maintain_order=True)
+        .agg(pl.col("close").last(), pl.col("volume").sum())
+        .sort("session")
+    )
+    n = IMPACT_LOOKBACK_SESSIONS
+    return daily.select(
+        "session",
+        daily_vol=pl.col("close").log().diff().rolling_std(n, min_samples=2).shift(1),
+        adv_shares=pl.col("volume").rolling_mean(n, min_samples=1).shift(1),
+    )
+
+
+def _expected_volume(bars: pl.DataFrame) -> pl.DataFrame:
+    """Mean volume of the same bar of the session over the previous sessions."""
+    n = IMPACT_LOOKBACK_SESSIONS
+    return (
+        bars.with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
+        .with_columns(slot=pl.int_range(pl.len()).over("session"))
+        .sort("ts")
+        .with_columns(
+            expected_volume=pl.col("volume")
+            .rolling_mean(n, min_samples=1)
+            .shift(1)
+            .over("slot", order_by="ts")
+        )
+        .select("ts", "expected_volume")
+    )
+
+
+def build_grid(
+    symbols: Sequence[str],
+    bars: Mapping[str, pl.DataFrame],
+    predictions: pl.DataFrame,
+    features: Mapping[str, pl.DataFrame],
+    regimes: pl.DataFrame | None,
+    confirmation: Sequence[Timeframe],
+    base: Timeframe = Timeframe.M1,
+) -> MarketGrid:
+    """Arrays over the instants of ``predictions`` (columns ``symbol, ts, probability``).
+
+    ``bars`` and ``features`` are per symbol (base timeframe, all history: earlier sessions feed
+    the impact inputs); ``regimes`` has ``ts, regime`` (None: every bar is ``ranging``)."""
+    timeline = predictions.select(pl.col("ts").unique().sort())
+    n_bars, n_sym, k = timeline.height, len(symbols), len(confirmation)
+    arrays = {
+        name: np.full((n_bars, n_sym), np.nan)
+        for name in (
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "probability",
+            "daily_vol",
+            "adv_shares",
+            "expected_volume",
+        )
+    }
+    trends = np.full((n_bars, n_sym, k), np.nan)
+    applicable = np.zeros((n_sym, k), dtype=bool)
+    for j, symbol in enumerate(symbols):
+        sym_bars = bars[symbol].sort("ts")
+        stats = _session_stats(sym_bars)
+        frame = (
+            timeline.join(
+                sym_bars.select("ts", "open", "high", "low", "close", "volume"), on="ts", how="left"
+            )
+            .join(
+                predictions.filter(pl.col("symbol") == symbol).select("ts", "probability"),
+                on="ts",
+                how="left",
+            )
+            .join(_expected_volume(sym_bars), on="ts", how="left")
+            .with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
+            .join(stats, on="session", how="left")
+        )
+        for name in arrays:
+            arrays[name][:, j] = frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        feats = features.get(symbol)
+        for c, tf in enumerate(confirmation):
+            column = trend_column(tf, base)
+            if _order(tf) < _order(base) or feats is None or column not in feats.columns:
+                continue
+            applicable[j, c] = True
+            joined = timeline.join(feats.select("ts", column), on="ts", how="left")
+            trends[:, j, c] = joined[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    codes = np.full(n_bars, REGIME_ORDER.index(Regime.RANGING), dtype=np.int64)
+    if regimes is not None and regimes.height:
+        lookup = {r.value: i for i, r in enumerate(REGIME_ORDER)}
+        joined = timeline.join_asof(
+            regimes.select("ts", "regime").sort("ts"), on="ts", strategy="backward"
+        )
+        names = joined["regime"].fill_null(Regime.RANGING.value).to_list()
+        codes = np.array([lookup[name] for name in names], dtype=np.int64)
+    return MarketGrid(
+        symbols=tuple(symbols),
+        ts=timeline["ts"].to_numpy(),
+        trends=trends,
+        applicable=applicable,
+        regime_codes=codes,
+        **arrays,
+    )

@@ -1,0 +1,31 @@
+"""Policies other than the decision core, for parity tests and benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from trader_runtime.decision.core import BarSnapshot, Decision, PortfolioView
+from trader_runtime.market.regimes import Regime
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class ScheduledWeights:
+    """Decides ``weights[t]`` at bar ``t`` (NaN = no decision), whatever the book holds: the
+    reference engine's counterpart of ``fast.simulate_target_weights``."""
+
+    def __init__(self, weights: FloatArray) -> None:
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def step(self, bar: BarSnapshot, book: PortfolioView) -> Decision:
+        row = self.weights[bar.bar_index]
+        n = row.shape[0]
+        return Decision(
+            target_weights=row,
+            reasons=tuple("rebalance" if np.isfinite(w) else None for w in row),
+            edge=np.full(n, np.nan),
+            direction=np.sign(np.where(np.isfinite(row), row, 0.0)),
+            confirmed=np.isfinite(row),
+            regime=bar.regime if isinstance(bar.regime, Regime) else Regime.RANGING,
+        )
