@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration.jobs import JOBS
 from orchestration.sensors import SENSORS
+from robo_assets.backtest_assets import ASSETS as BACKTEST_ASSETS
 from robo_assets.bars_assets import ASSETS as BAR_ASSETS
 from robo_assets.bars_assets import CHECKS as BAR_CHECKS
 from robo_assets.feature_assets import ASSETS as RESEARCH_ASSETS
@@ -14,7 +15,7 @@ from robo_assets.model_assets import ASSETS as MODEL_ASSETS
 from robo_assets.resources import RoboSettingsResource
 
 defs = dg.Definitions(
-    assets=[*BAR_ASSETS, *RESEARCH_ASSETS, *MODEL_ASSETS],
+    assets=[*BAR_ASSETS, *RESEARCH_ASSETS, *MODEL_ASSETS, *BACKTEST_ASSETS],
     asset_checks=[*BAR_CHECKS, *RESEARCH_CHECKS],
     jobs=[*JOBS],
     sensors=[*SENSORS],

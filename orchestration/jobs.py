@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from robo_assets.backtest_assets import backtest, champion_model, performance_report
 from robo_assets.bars_assets import bars, raw_bars
 from robo_assets.feature_assets import (
     features,
@@ -51,6 +52,12 @@ tuning_job = dg.define_asset_job(
     description="Optuna-tune one model family, retrain the best configuration and register it.",
 )
 
+backtest_job = dg.define_asset_job(
+    name="backtest_job",
+    selection=dg.AssetSelection.assets(backtest, performance_report, champion_model),
+    description="Backtest every candidate and the champion, report, and promote through the gates.",
+)
+
 JOBS = (
     market_data_job,
     market_index_job,
@@ -58,4 +65,5 @@ JOBS = (
     training_data_job,
     training_job,
     tuning_job,
+    backtest_job,
 )

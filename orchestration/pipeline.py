@@ -144,6 +144,19 @@ def _describe_training(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
+def _describe_backtest(result: dg.ExecuteInProcessResult) -> str:
+    report, champion = _meta(result, "performance_report"), _meta(result, "champion_model")
+    best = report["best_metrics"].value
+    return (
+        f"best {report['best'].value}: Sharpe {best.get('sharpe', float('nan')):.2f}, "
+        f"deflated Sharpe {best.get('deflated_sharpe', float('nan')):.2f}, "
+        f"{int(best.get('n_trades', 0))} trades, max drawdown "
+        f"{best.get('max_drawdown', float('nan')):.2%}\n"
+        f"  tear sheet: {report['best_tearsheet'].value}\n"
+        f"  champion: {champion['decision'].value}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestration.pipeline", description=__doc__)
     parser.add_argument("--symbols", nargs="*", help="limit to these symbols of the universe")
@@ -159,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"  registered symbol partitions: {', '.join(new)}")
 
     ok = True
-    stages = 6
+    stages = 7
     _say(f"[stage 1/{stages}] market data: raw_bars -> bars (validate, quarantine, resample)")
     ok &= run_per_partition("market_data_job", instance, symbols, _describe_bars)
     if ok:
@@ -179,15 +192,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ok:
         _say(f"[stage 6/{stages}] tuning: Optuna ({settings.tune_trials} trials per family)")
         ok &= run_per_partition("tuning_job", instance, FAMILIES, _describe_model("tuned_models"))
+    if ok:
+        _say(
+            f"[stage 7/{stages}] backtest every candidate and the champion, performance report, "
+            "champion promotion"
+        )
+        ok &= run_once("backtest_job", instance, _describe_backtest)
 
     _say(f"done in {time.perf_counter() - started:.0f}s{'' if ok else ' WITH FAILURES'}")
     _say("where to look:")
     _say("  Dagster UI:  make ui  ->  http://127.0.0.1:3000 (assets, runs, checks, plots)")
     _say(f"  lake:        {settings.lake_dir}/<dataset>/<timeframe>/<symbol>/data.parquet")
     _say(
-        "               datasets: bars, market_index, features, labels, training_set, walk_forward_splits"
+        "               datasets: bars, market_index, features, labels, training_set, "
+        "walk_forward_splits, oos_predictions, backtest_*, performance_*"
     )
     _say(f"  quarantine:  {settings.warehouse_path} (table quarantine)")
+    _say(f"  tear sheets: {settings.reports_dir}/<model>-v<version>.html")
     _say(
         "  MLflow UI:   make ui  ->  http://127.0.0.1:5000 (runs, registered model "
         f"'{settings.registered_model}')"

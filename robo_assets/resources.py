@@ -1,5 +1,7 @@
 """Dagster resources of the research pipeline."""
 
+from typing import Any
+
 import dagster as dg
 
 from trader_runtime.settings import RoboSettings
@@ -41,6 +43,9 @@ class RoboSettingsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     tune_max_train_rows: int | None = None
     tune_timeout_s: float | None = None
     optuna_storage: str | None = None
+    # nested settings as mappings, e.g. {"execution": {"algo": "twap"}}
+    trading: dict[str, Any] | None = None
+    promotion: dict[str, Any] | None = None
 
     def settings(self) -> RoboSettings:
         overrides = {

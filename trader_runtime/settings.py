@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from trader_runtime.decision.config import TradingConfig
 from trader_runtime.errors import ConfigError
 from trader_runtime.market.timeframes import Timeframe
+from trader_runtime.performance.gates import PromotionGates
 from trader_runtime.sources import index_history
 from trader_runtime.storage.lake import check_name
 
@@ -50,7 +52,9 @@ def _split_list(value: Any) -> Any:
 class RoboSettings(BaseSettings):
     """What to trade and research, where the data comes from, and where files live."""
 
-    model_config = SettingsConfigDict(env_prefix="ROBO_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="ROBO_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
 
     # universe
     symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYNTHETIC_SYMBOLS
@@ -91,6 +95,12 @@ class RoboSettings(BaseSettings):
     tune_max_train_rows: int | None = Field(default=50_000, ge=1000)
     tune_timeout_s: float = Field(default=600.0, gt=0)
     optuna_storage: str | None = None  # default: sqlite under data_dir; any SQLAlchemy URL
+
+    # decision core, execution and costs (nested: ROBO_TRADING__SIZING__BASE_FRACTION=0.01)
+    trading: TradingConfig = TradingConfig()
+
+    # champion promotion gates
+    promotion: PromotionGates = PromotionGates()
 
     # paths
     data_dir: Path = Path("data")

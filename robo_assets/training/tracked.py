@@ -132,6 +132,28 @@ def _log_figure(fig: plt.Figure | None, name: str) -> None:
         mlflow.log_artifact(str(path), artifact_path="plots")
 
 
+OOS_ARTIFACT = "oos/oos_predictions.parquet"
+
+
+def _log_predictions(predictions: pl.DataFrame) -> None:
+    """The out-of-sample predictions travel with the run, so any registered version (the current
+    champion included) can be backtested later on its own out-of-sample period."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(OOS_ARTIFACT).name
+        predictions.write_parquet(path)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(OOS_ARTIFACT).parent))
+
+
+def load_logged_predictions(tracking: Tracking, run_id: str) -> pl.DataFrame | None:
+    """The predictions ``_log_predictions`` stored with ``run_id``; None if the run has none."""
+    tracking.activate()
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=OOS_ARTIFACT)
+    except Exception:
+        return None
+    return pl.read_parquet(local)
+
+
 def train_family(
     family: Family,
     training_set: pl.DataFrame,
@@ -161,6 +183,7 @@ def train_family(
             on_fold=_fold_logger(family),
         )
         mlflow.log_params({"family": family, "seed": seed, **result.params})
+        _log_predictions(result.predictions)
         mlflow.log_metrics({f"oos_{k}": v for k, v in result.metrics.items()})
         for name in ("auc", "log_loss", "ic"):
             mlflow.log_metric(f"mean_fold_{name}", result.mean_fold_metric(name))

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_pipeline_materializes_the_universe_in_the_project_instance(
     robo_env: RoboEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """make run's six stages on a small universe and a small model budget."""
+    """make run's stages on a small universe and a small model budget."""
     for key, value in {
         "ROBO_START": "2024-01-02",
         "ROBO_END": "2024-03-28",
@@ -33,14 +33,17 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
-            timeout=240,
+            timeout=420,
             check=False,
         )
     text = log.read_text()
     assert proc.returncode == 0, text
     assert "[1/2] SP500" in text
     assert "[2/2] AAA" in text
-    assert "[stage 6/6]" in text
+    assert "[stage 7/7] backtest" in text
+    assert "tear sheet:" in text
+    assert "champion:" in text
+    assert list((robo_env.data_dir / "reports").glob("*-v*.html")), "no tear sheet written"
     assert text.count("-> models:/robo-trader/") == 8  # four families, trained and tuned
     assert "2 expanding folds" in text
     assert "checks not passed" not in text
@@ -67,6 +70,7 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
         "training_data_job",
         "training_job",
         "tuning_job",
+        "backtest_job",
     }
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert sorted(instance.get_dynamic_partitions("symbols")) == ["AAA", "SP500"]

@@ -13,11 +13,15 @@ def test_asset_graph_snapshot() -> None:
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
     assert keys == [
+        "backtest",
         "bars",
+        "champion_model",
         "features",
         "labels",
         "market_index",
+        "market_regimes",
         "oos_predictions",
+        "performance_report",
         "raw_bars",
         "trained_models",
         "training_set",
@@ -38,6 +42,18 @@ def test_asset_graph_snapshot() -> None:
         "trained_models": ["training_set", "walk_forward_splits"],
         "oos_predictions": ["training_set", "walk_forward_splits"],
         "tuned_models": ["training_set", "walk_forward_splits"],
+        "market_regimes": [],  # TEMP until the market_regimes asset lands
+        "backtest": [
+            "bars",
+            "features",
+            "market_regimes",
+            "oos_predictions",
+            "trained_models",
+            "training_set",
+            "tuned_models",
+        ],
+        "performance_report": ["backtest"],
+        "champion_model": ["performance_report"],
     }
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
     assert checks == [
