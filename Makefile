@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# the backtest benchmark's peers (vectorbt, backtrader, nautilus-trader) need pandas < 3: own venv
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export PYTHONUNBUFFERED := 1
 # OpenMP threads sleep instead of spin-waiting: on 2 cores, spinning next to another busy process
@@ -21,6 +24,12 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP)
+
+$(BENCH_STAMP): pyproject.toml
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@echo "installing robo-trader with the bench extra into $(BENCH_VENV) (first time takes a few minutes)"
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@touch $@
 
 ## run: the pipeline on the embedded default (synthetic market + real index history)
 run: install
@@ -54,9 +63,9 @@ ui: install
 		--default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000 & \
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-## bench: every benchmark at full size; rewrites docs/benchmarks.md
-bench: install
-	$(PY) -m benchmarks --all --write-docs docs/benchmarks.md
+## bench: every benchmark at full size in .venv-bench (with the backtest peers); rewrites docs/benchmarks.md
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m benchmarks --all --write-docs docs/benchmarks.md
 
 clean-data:
 	rm -rf data/lake data/warehouse.duckdb data/reports

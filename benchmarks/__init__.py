@@ -5,6 +5,7 @@ Each benchmark is one module registering ``run(quick) -> list[Measurement]`` wit
 """
 
 from benchmarks import (
+    backtest,  # noqa: F401  (registers "backtest")
     features,  # noqa: F401  (registers "features")
     ingest,  # noqa: F401  (registers "ingest")
     training,  # noqa: F401  (registers "training")

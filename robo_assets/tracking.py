@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,8 @@ from mlflow.tracking import MlflowClient
 from trader_runtime.settings import RoboSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# artifact downloads (a model version's OOS predictions) would draw progress bars in the terminal
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @dataclass(frozen=True, slots=True)

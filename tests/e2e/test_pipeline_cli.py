@@ -12,6 +12,7 @@ from trader_runtime.storage.lake import ParquetLake
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(480)
 def test_pipeline_materializes_the_universe_in_the_project_instance(
     robo_env: RoboEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -171,3 +171,16 @@ def test_quick_features_benchmark_reports_every_metric_side_by_side_with_talib()
         records["ours_s"]["value"] / records["talib_raw_s"]["value"]
     )
     assert 0 < records["incremental_p50_us"]["value"] <= records["incremental_p99_us"]["value"]
+
+
+def test_docs_writer_keeps_the_tables_of_benchmarks_not_rerun(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    write_docs(docs, _results(123_456.7), _context())
+    other = [Measurement("training", "xgboost_fit_s", 42.0, "s", {"note": "fit"})]
+    write_docs(docs, other, _context())
+    above = docs.read_text(encoding="utf-8").partition(DOCS_MARKER)[0]
+    assert "## ingest" in above
+    assert "| rows_per_s | 123,457 | rows/s | headline |" in above
+    assert "| xgboost_fit_s | 42.00 | s | fit |" in above
+    assert above.index("## ingest") < above.index("## training")
+    assert above.count("# Benchmarks") == 1
