@@ -187,8 +187,8 @@ def write_docs(path: Path, results: Sequence[Measurement], context: RunContext) 
             previous = _sections(head)[1]
     header, fresh = _sections(render_docs(results, context))
     merged = {**previous, **fresh}  # benchmarks not rerun keep their last tables
-    body = "".join(merged[name] for name in sorted(merged))
-    text = header + body.rstrip("\n") + "\n\n" + DOCS_MARKER + kept
+    body = "".join(merged[name].rstrip("\n") + "\n\n" for name in sorted(merged))
+    text = header.rstrip("\n") + "\n\n" + body + DOCS_MARKER + kept
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

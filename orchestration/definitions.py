@@ -12,10 +12,11 @@ from robo_assets.bars_assets import CHECKS as BAR_CHECKS
 from robo_assets.feature_assets import ASSETS as RESEARCH_ASSETS
 from robo_assets.feature_assets import CHECKS as RESEARCH_CHECKS
 from robo_assets.model_assets import ASSETS as MODEL_ASSETS
+from robo_assets.regime_assets import ASSETS as REGIME_ASSETS
 from robo_assets.resources import RoboSettingsResource
 
 defs = dg.Definitions(
-    assets=[*BAR_ASSETS, *RESEARCH_ASSETS, *MODEL_ASSETS, *BACKTEST_ASSETS],
+    assets=[*BAR_ASSETS, *RESEARCH_ASSETS, *REGIME_ASSETS, *MODEL_ASSETS, *BACKTEST_ASSETS],
     asset_checks=[*BAR_CHECKS, *RESEARCH_CHECKS],
     jobs=[*JOBS],
     sensors=[*SENSORS],

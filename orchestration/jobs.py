@@ -14,6 +14,7 @@ from robo_assets.feature_assets import (
     walk_forward_splits,
 )
 from robo_assets.model_assets import trained_models, tuned_models
+from robo_assets.regime_assets import market_regimes
 
 market_data_job = dg.define_asset_job(
     name="market_data_job",
@@ -23,8 +24,9 @@ market_data_job = dg.define_asset_job(
 
 market_index_job = dg.define_asset_job(
     name="market_index_job",
-    selection=dg.AssetSelection.assets(market_index),
-    description="Rebuild the equal-weighted market index from every symbol's bars.",
+    selection=dg.AssetSelection.assets(market_index, market_regimes),
+    description="Rebuild the equal-weighted market index from every symbol's bars, and the "
+    "market regime of every bar from it.",
 )
 
 features_job = dg.define_asset_job(

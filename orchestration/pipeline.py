@@ -112,7 +112,14 @@ def _describe_bars(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _describe_index(result: dg.ExecuteInProcessResult) -> str:
-    return f"market_index rows {_meta(result, 'market_index')['rows_by_timeframe'].value}"
+    text = f"market_index rows {_meta(result, 'market_index')['rows_by_timeframe'].value}"
+    regimes = _meta(result, "market_regimes")
+    scores = [
+        f"{key.removeprefix('macro_f1_')} macro-F1 {value.value:.3f}"
+        for key, value in regimes.items()
+        if key.startswith("macro_f1_")
+    ]
+    return text + "; market_regimes" + (f" ({', '.join(scores)} vs true regimes)" if scores else "")
 
 
 def _describe_features(result: dg.ExecuteInProcessResult) -> str:
@@ -176,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(f"[stage 1/{stages}] market data: raw_bars -> bars (validate, quarantine, resample)")
     ok &= run_per_partition("market_data_job", instance, symbols, _describe_bars)
     if ok:
-        _say(f"[stage 2/{stages}] market index (equal-weighted, for cross-asset features)")
+        _say(f"[stage 2/{stages}] market index (equal-weighted) and market regimes")
         ok &= run_once("market_index_job", instance, _describe_index)
     if ok:
         _say(f"[stage 3/{stages}] features and labels")

@@ -42,7 +42,7 @@ def test_asset_graph_snapshot() -> None:
         "trained_models": ["training_set", "walk_forward_splits"],
         "oos_predictions": ["training_set", "walk_forward_splits"],
         "tuned_models": ["training_set", "walk_forward_splits"],
-        "market_regimes": [],  # TEMP until the market_regimes asset lands
+        "market_regimes": ["bars", "market_index"],
         "backtest": [
             "bars",
             "features",

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from trader_runtime.decision.regime import RegimeConfig
 from trader_runtime.execution.costs import CostModel
 from trader_runtime.market.regimes import Regime
 from trader_runtime.market.timeframes import Timeframe
@@ -153,6 +154,7 @@ class TradingConfig(_Frozen):
     """Everything between a model probability and an order."""
 
     initial_cash_usd: float = Field(default=1_000_000.0, gt=0.0)
+    regime: RegimeConfig = RegimeConfig()
     signal: SignalConfig = SignalConfig()
     confirmation: ConfirmationConfig = ConfirmationConfig()
     sizing: SizingConfig = SizingConfig()

@@ -23,7 +23,6 @@ import math
 import zlib
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +32,11 @@ from scipy.signal import lfilter
 from trader_runtime.errors import ConfigError, DataSourceError, UnknownSymbolError
 from trader_runtime.market.bars import conform, empty_bars
 from trader_runtime.market.calendar import TradingCalendar
+
+# re-exported (``as``): the regimes moved to trader_runtime.market.regimes; REGIME_ORDER is also the
+# order of ``regime_params``, the rows/columns of ``transition_matrix`` and ``start_regime_probs``
+from trader_runtime.market.regimes import REGIME_ORDER as REGIME_ORDER
+from trader_runtime.market.regimes import Regime as Regime
 from trader_runtime.market.timeframes import Timeframe
 from trader_runtime.sources.base import BarRequest
 
@@ -96,21 +100,6 @@ def _require_range(name: str, bounds: tuple[float, float], *, positive: bool) ->
         raise ConfigError(f"{name} must be positive, got {bounds}")
     if not positive and low < 0.0:
         raise ConfigError(f"{name} must be non-negative, got {bounds}")
-
-
-class Regime(StrEnum):
-    """The hidden state of the synthetic market; values are what ``true_regimes`` reports."""
-
-    BULL = "bull"
-    BEAR = "bear"
-    VOLATILE = "volatile"
-    RANGING = "ranging"
-    CRASH = "crash"
-
-
-REGIME_ORDER: tuple[Regime, ...] = tuple(Regime)
-"""Order of the regimes in ``regime_params``, the rows/columns of ``transition_matrix`` and
-``start_regime_probs``."""
 
 
 @dataclass(frozen=True, slots=True)
