@@ -81,7 +81,8 @@ class SizingConfig(_Frozen):
     positions in a crash (its multiplier only applies to what is already held). The penalty uses
     a Ledoit-Wolf covariance of the last ``covariance_window_bars`` one-bar returns, refreshed
     every ``covariance_refresh_bars``. A held position is re-targeted only when its weight would
-    change by at least ``rebalance_min_fraction`` of equity (or close, or flip)."""
+    change by at least ``rebalance_min_fraction`` of equity (or close, or flip); a position (or the
+    book) that drifted beyond a cap by more than that band is trimmed back to it."""
 
     base_fraction: float = Field(default=0.02, gt=0.0, le=1.0)
     regime_multipliers: dict[Regime, float] = Field(default_factory=_default_multipliers)

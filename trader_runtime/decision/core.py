@@ -175,13 +175,21 @@ class DecisionCore:
 
         final = size_weights(desired, current, bar.regime, cfg.sizing, self._covariance)
         targets = np.full(self.n, np.nan)
-        threshold = cfg.sizing.rebalance_min_fraction
+        sizing = cfg.sizing
+        # a book that drifted beyond a cap by more than the rebalance band is brought back
+        band = sizing.rebalance_min_fraction
+        over_caps = (
+            float(np.abs(current).sum()) > sizing.max_gross_fraction + band
+            or abs(float(current.sum())) > sizing.max_net_fraction + band
+        )
+        threshold = 0.0 if over_caps else band
         for i in np.flatnonzero(has_bar):
             new, old = float(final[i]), float(current[i])
             closes = new == 0.0 and old != 0.0
             flips = new != 0.0 and old != 0.0 and np.sign(new) != np.sign(old)
             opens = old == 0.0 and new != 0.0
-            if closes or flips or opens or abs(new - old) >= threshold:
+            beyond_cap = abs(old) > sizing.max_position_fraction + band
+            if closes or flips or opens or beyond_cap or abs(new - old) >= threshold:
                 targets[i] = new
                 if reasons[i] is None:
                     reasons[i] = "rebalance"
