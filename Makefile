@@ -53,7 +53,7 @@ typecheck: install
 	$(VENV)/bin/mypy trader_runtime
 
 pytest: install
-	$(PY) -m pytest -n $(WORKERS) -q
+	$(PY) -m pytest -n $(WORKERS) --dist loadscope -q
 
 ## ui: Dagster (webserver + daemon) on :3000 and MLflow on :5000, loopback only
 ui: install

@@ -56,9 +56,12 @@ class PromotionOutcome:
             return "no candidate to promote: " + "; ".join(self.reasons)
         if self.promoted:
             return f"promoted {self.best} to champion (was {self.champion_before or 'none'})"
-        return f"kept champion {self.champion_before or 'none'}: {self.best} failed: " + "; ".join(
-            self.reasons
+        kept = (
+            f"kept champion {self.champion_before}"
+            if self.champion_before
+            else "no champion promoted"
         )
+        return f"{kept}: {self.best} failed: " + "; ".join(self.reasons)
 
 
 @dataclass(frozen=True)
