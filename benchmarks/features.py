@@ -1,5 +1,9 @@
 """Benchmark ``features``: the full feature set for a universe of one-minute bars, against the
-bare TA-Lib calls for the same indicators, in the same run."""
+bare TA-Lib calls for the same indicators, in the same run.
+
+The three timings (raw TA-Lib, ours in one process, ours in worker processes) take turns in each
+round and each keeps its best round, so a change in the load of the shared machine during the run
+touches all three alike instead of whichever phase it falls on."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import talib
+from talib._ta_lib import MA_Type
 
 from benchmarks.harness import Measurement, progress, register
 from robo_assets.market_data import build_bars, ingest_raw_bars
@@ -29,7 +34,7 @@ from trader_runtime.storage.lake import ParquetLake
 from trader_runtime.storage.warehouse import Warehouse
 
 NAME = "features"
-REPEATS = 3
+REPEATS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +66,13 @@ def _raw_talib(bars: dict[Timeframe, pl.DataFrame]) -> None:
     talib.MACD(c, 12, 26, 9)
     talib.ADX(h, lo, c, 14)
     talib.RSI(c, 14)
-    talib.STOCH(h, lo, c, 14, 3, 0, 3, 0)
+    talib.STOCH(h, lo, c, 14, 3, MA_Type.SMA, 3, MA_Type.SMA)
     talib.WILLR(h, lo, c, 14)
     talib.CCI(h, lo, c, 20)
     talib.ROC(c, 10)
     talib.MFI(h, lo, c, v, 14)
     talib.ATR(h, lo, c, 14)
-    talib.BBANDS(c, 20, 2.0, 2.0, 0)
+    talib.BBANDS(c, 20, 2.0, 2.0, MA_Type.SMA)
     talib.STDDEV(ret, 30, 1.0)
     talib.STDDEV(ret, 120, 1.0)
     talib.STDDEV(v, 60, 1.0)
@@ -83,13 +88,24 @@ def _raw_talib(bars: dict[Timeframe, pl.DataFrame]) -> None:
         talib.ATR(b.high, b.low, b.close, 14)
 
 
-def _best_of(fn: Callable[[], None]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def _interleaved_best(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Best wall time (s) of each function over ``repeats`` rounds; within a round the functions
+    run one after the other, in the order given."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+def _load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for the context of a run on a shared machine."""
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 _WORKER_BARS: dict[str, dict[Timeframe, pl.DataFrame]] = {}
@@ -130,21 +146,19 @@ def run(quick: bool) -> list[Measurement]:
         bars = {s: load_bars(lake, s) for s in size.symbols}
         rows = sum(b[Timeframe.M1].height for b in bars.values())
 
-        progress(f"{NAME}: raw TA-Lib calls")
-        talib_s = _best_of(lambda: [_raw_talib(b) for b in bars.values()] and None)
+        def raw_talib() -> None:
+            for b in bars.values():
+                _raw_talib(b)
 
         def ours_in_memory() -> None:
             market = market_index(b[Timeframe.M1].select("ts", "close") for b in bars.values())
             for b in bars.values():
                 compute_features(b, market=market)
 
-        progress(f"{NAME}: our pipeline, one process, bars in memory")
-        single_s = _best_of(ours_in_memory)
-
         market = market_index(b[Timeframe.M1].select("ts", "close") for b in bars.values())
         lake.write("market_index", "1m", "EW", market)
         workers = min(2, os.cpu_count() or 1)
-        progress(f"{NAME}: our pipeline, {workers} processes across symbols, bars in memory")
+        load_before = _load_average()
         # spawn, not fork: Polars' thread pool does not survive a fork; one Polars thread per
         # worker, since the workers already use every core
         spawn = multiprocessing.get_context("spawn")
@@ -155,14 +169,25 @@ def run(quick: bool) -> list[Measurement]:
             initializer=_load_worker,
             initargs=(str(lake.root), size.symbols),
         ) as pool:
-            list(pool.map(_features_for, size.symbols))  # workers started, loaded and warm
 
             def ours_parallel() -> None:
                 market_index(b[Timeframe.M1].select("ts", "close") for b in bars.values())
                 list(pool.map(_features_for, size.symbols))
 
-            parallel_s = _best_of(ours_parallel)
+            progress(f"{NAME}: warming up (compiled kernels loaded, workers started and loaded)")
+            raw_talib()
+            ours_in_memory()
+            ours_parallel()
+            progress(
+                f"{NAME}: {REPEATS} rounds of raw TA-Lib calls, our pipeline in one process, "
+                f"our pipeline in {workers} processes across symbols (bars in memory)"
+            )
+            best = _interleaved_best(
+                {"raw": raw_talib, "single": ours_in_memory, "parallel": ours_parallel},
+                REPEATS,
+            )
         os.environ.pop("POLARS_MAX_THREADS", None)
+        talib_s, single_s, parallel_s = best["raw"], best["single"], best["parallel"]
 
         p50_us, p99_us = measure_update_latency_us()
 
@@ -172,7 +197,8 @@ def run(quick: bool) -> list[Measurement]:
         "start": str(size.start),
         "end": str(size.end),
         "feature_set_hash": DEFAULT_FEATURE_SET.spec_hash,
-        "repeats": f"best of {REPEATS}",
+        "repeats": f"best of {REPEATS} interleaved rounds",
+        "load_avg_1_5_15m": load_before,
     }
 
     def m(metric: str, value: float, unit: str, note: str) -> Measurement:

@@ -3,6 +3,12 @@
 TA-Lib computes every indicator it has; the rest use running sums (``np.cumsum``), which a streaming
 update reproduces exactly. All are causal: the value at row t uses rows <= t only. Rows inside an
 indicator's warm-up are NaN. Inputs must be finite (validated bars).
+
+A kind returns either an array TA-Lib made (an indicator TA-Lib computes as is) or one it took from
+``alloc`` and filled, so the batch engine hands out rows of a few preallocated blocks instead of
+allocating a column per feature and a temporary per numpy operation: the arithmetic around the
+TA-Lib calls runs in the fused loops of ``kernels``, which repeat the numpy expressions kept here
+(``safe_ratio``, ``window_sum``) operation for operation.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ import talib
 from numpy.typing import NDArray
 from talib._ta_lib import MA_Type
 
+from trader_runtime.features import kernels
 from trader_runtime.features.spec import IndicatorSpec
 
 Array = NDArray[np.float64]
 T = TypeVar("T")
+Alloc = Callable[[], Array]  # an uninitialised float64 array of the bars' length
+Kind = Callable[["BarArrays", IndicatorSpec, Alloc], Array]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +83,6 @@ def log_returns(close: Array) -> Array:
     return _lagged_diff(np.log(close), 1)
 
 
-def _from_row(fn: Callable[[Array], Array], x: Array, start: int) -> Array:
-    """Apply a TA-Lib function to ``x[start:]`` (whose first rows are undefined) and re-pad."""
-    out = _nan(len(x))
-    if start < len(x):
-        out[start:] = fn(x[start:])
-    return out
-
-
 def window_sum(x: Array, period: int) -> Array:
     """Sum of the last ``period`` values via a running sum (streaming-exact); NaN before."""
     cs = np.cumsum(x)
@@ -95,22 +96,15 @@ def window_sum(x: Array, period: int) -> Array:
 def rolling_skew(x: Array, period: int) -> Array:
     """Skewness (biased, population moments) of the last ``period`` values, from running sums.
 
-    NaN values at the start of ``x`` (warm-up) are skipped; the window starts after them.
+    NaN values at the start of ``x`` (warm-up) are skipped; the window starts after them. The
+    window sums are ``window_sum`` of ``x``, ``x * x`` and ``x * x * x``; the moments
+    ``m2 = E[x^2] - mean^2`` and ``m3 = E[x^3] - 3 mean E[x^2] + 2 mean^3``; the skew
+    ``safe_ratio(m3, m2 * sqrt(|m2|), 0.0)``.
     """
-    n = len(x)
-    out = _nan(n)
-    first = int(np.argmax(~np.isnan(x))) if n and not np.isnan(x).all() else n
-    if first + period > n:
-        return out
-    body = x[first:]
-    sq = body * body
-    mean = window_sum(body, period) / period
-    ex2 = window_sum(sq, period) / period
-    ex3 = window_sum(sq * body, period) / period
-    m2 = ex2 - mean * mean
-    m3 = ex3 - 3.0 * mean * ex2 + 2.0 * mean * mean * mean
-    skew = safe_ratio(m3, m2 * np.sqrt(np.abs(m2)), 0.0)
-    out[first:] = skew
+    if period < 1:
+        raise ValueError(f"rolling_skew needs a period >= 1, got {period}")
+    out = np.empty(len(x))
+    kernels.rolling_skew(np.ascontiguousarray(x, dtype=np.float64), period, out)
     return out
 
 
@@ -134,41 +128,45 @@ def _stddev(b: BarArrays, x: str, period: int) -> Array:
     return b.memo(("stddev", x, period), lambda: talib.STDDEV(getattr(b, x), period, 1.0))
 
 
-def _sma_ratio(b: BarArrays, s: IndicatorSpec) -> Array:
-    return b.close / _sma(b, "close", _p(s, "period")) - 1.0
-
-
-def _sma_slope(b: BarArrays, s: IndicatorSpec) -> Array:
-    sma = _sma(b, "close", _p(s, "period"))
-    lag = _p(s, "lag")
-    out = _nan(len(b))
-    out[lag:] = sma[lag:] / sma[:-lag] - 1.0
+def _sma_ratio(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    out = alloc()
+    kernels.ratio_minus_one(b.close, _sma(b, "close", _p(s, "period")), out)
     return out
 
 
-def _ema_ratio(b: BarArrays, s: IndicatorSpec) -> Array:
-    return b.close / talib.EMA(b.close, _p(s, "period")) - 1.0
+def _sma_slope(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    out = alloc()
+    kernels.lagged_ratio_minus_one(_sma(b, "close", _p(s, "period")), _p(s, "lag"), out)
+    return out
 
 
-def _macd_part(index: int) -> Callable[[BarArrays, IndicatorSpec], Array]:
-    def fn(b: BarArrays, s: IndicatorSpec) -> Array:
+def _ema_ratio(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    out = alloc()
+    kernels.ratio_minus_one(b.close, talib.EMA(b.close, _p(s, "period")), out)
+    return out
+
+
+def _macd_part(index: int) -> Kind:
+    def fn(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
         args = (_p(s, "fast"), _p(s, "slow"), _p(s, "signal"))
         parts = b.memo(("macd", *args), lambda: talib.MACD(b.close, *args))
-        return np.asarray(parts[index]) / b.close
+        out = alloc()
+        kernels.divide(np.asarray(parts[index]), b.close, out)
+        return out
 
     return fn
 
 
-def _adx(b: BarArrays, s: IndicatorSpec) -> Array:
+def _adx(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     return talib.ADX(b.high, b.low, b.close, _p(s, "period"))
 
 
-def _rsi(b: BarArrays, s: IndicatorSpec) -> Array:
+def _rsi(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     return talib.RSI(b.close, _p(s, "period"))
 
 
-def _stoch_part(index: int) -> Callable[[BarArrays, IndicatorSpec], Array]:
-    def fn(b: BarArrays, s: IndicatorSpec) -> Array:
+def _stoch_part(index: int) -> Kind:
+    def fn(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
         args = (_p(s, "fastk"), _p(s, "slowk"), _p(s, "slowd"))
         parts = b.memo(
             ("stoch", *args),
@@ -188,24 +186,26 @@ def _stoch_part(index: int) -> Callable[[BarArrays, IndicatorSpec], Array]:
     return fn
 
 
-def _willr(b: BarArrays, s: IndicatorSpec) -> Array:
+def _willr(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     return talib.WILLR(b.high, b.low, b.close, _p(s, "period"))
 
 
-def _cci(b: BarArrays, s: IndicatorSpec) -> Array:
+def _cci(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     return talib.CCI(b.high, b.low, b.close, _p(s, "period"))
 
 
-def _roc(b: BarArrays, s: IndicatorSpec) -> Array:
+def _roc(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     return talib.ROC(b.close, _p(s, "period"))
 
 
-def _mfi(b: BarArrays, s: IndicatorSpec) -> Array:
+def _mfi(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     return talib.MFI(b.high, b.low, b.close, b.volume, _p(s, "period"))
 
 
-def _atr_ratio(b: BarArrays, s: IndicatorSpec) -> Array:
-    return talib.ATR(b.high, b.low, b.close, _p(s, "period")) / b.close
+def _atr_ratio(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    out = alloc()
+    kernels.divide(talib.ATR(b.high, b.low, b.close, _p(s, "period")), b.close, out)
+    return out
 
 
 def _bbands(b: BarArrays, s: IndicatorSpec) -> tuple[Array, Array, Array]:
@@ -217,55 +217,86 @@ def _bbands(b: BarArrays, s: IndicatorSpec) -> tuple[Array, Array, Array]:
     return np.asarray(upper), np.asarray(middle), np.asarray(lower)
 
 
-def _bb_position(b: BarArrays, s: IndicatorSpec) -> Array:
+def _bb_position(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    """safe_ratio(close - lower, upper - lower, 0.5)."""
     upper, _, lower = _bbands(b, s)
-    return safe_ratio(b.close - lower, upper - lower, 0.5)
+    out = alloc()
+    kernels.band_position(b.close, upper, lower, out)
+    return out
 
 
-def _bb_width(b: BarArrays, s: IndicatorSpec) -> Array:
+def _bb_width(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    """(upper - lower) / middle."""
     upper, middle, lower = _bbands(b, s)
-    return (upper - lower) / middle
+    out = alloc()
+    kernels.spread_ratio(upper, lower, middle, out)
+    return out
 
 
-def _realized_vol(b: BarArrays, s: IndicatorSpec) -> Array:
+def _from_row(fn: Callable[[Array], Array], x: Array, start: int, alloc: Alloc) -> Array:
+    """Apply a TA-Lib function to ``x[start:]`` (whose first rows are undefined); NaN before."""
+    out = alloc()
+    out[:start] = np.nan
+    if start < len(x):
+        out[start:] = fn(x[start:])
+    return out
+
+
+def _realized_vol(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     period = _p(s, "period")
-    return _from_row(lambda r: talib.STDDEV(r, period, 1.0), _returns(b), 1)
+    return _from_row(lambda r: talib.STDDEV(r, period, 1.0), _returns(b), 1, alloc)
 
 
-def _range_ratio(b: BarArrays, s: IndicatorSpec) -> Array:
-    return (b.high - b.low) / b.close
+def _range_ratio(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    """(high - low) / close."""
+    out = alloc()
+    kernels.spread_ratio(b.high, b.low, b.close, out)
+    return out
 
 
-def _obv_flow(b: BarArrays, s: IndicatorSpec) -> Array:
+def _obv_flow(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    """safe_ratio(OBV - OBV ``period`` bars ago, SUM(volume, period), 0)."""
     period = _p(s, "period")
     obv = talib.OBV(b.close, b.volume)
-    flow = _lagged_diff(obv, period)
-    return safe_ratio(flow, talib.SUM(b.volume, period), 0.0)
+    out = alloc()
+    kernels.lagged_flow_ratio(obv, period, talib.SUM(b.volume, period), out)
+    return out
 
 
-def _volume_ratio(b: BarArrays, s: IndicatorSpec) -> Array:
-    return safe_ratio(b.volume, _sma(b, "volume", _p(s, "period")), 1.0)
+def _volume_ratio(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    out = alloc()
+    kernels.safe_ratio(b.volume, _sma(b, "volume", _p(s, "period")), 1.0, out)
+    return out
 
 
-def _zscore(b: BarArrays, x: str, period: int) -> Array:
-    return safe_ratio(getattr(b, x) - _sma(b, x, period), _stddev(b, x, period), 0.0)
+def _zscore(b: BarArrays, x: str, period: int, alloc: Alloc) -> Array:
+    """safe_ratio(x - SMA(x), STDDEV(x), 0)."""
+    out = alloc()
+    kernels.safe_diff_ratio(getattr(b, x), _sma(b, x, period), _stddev(b, x, period), 0.0, out)
+    return out
 
 
-def _volume_zscore(b: BarArrays, s: IndicatorSpec) -> Array:
-    return _zscore(b, "volume", _p(s, "period"))
+def _volume_zscore(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    return _zscore(b, "volume", _p(s, "period"), alloc)
 
 
-def _close_zscore(b: BarArrays, s: IndicatorSpec) -> Array:
-    return _zscore(b, "close", _p(s, "period"))
+def _close_zscore(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    return _zscore(b, "close", _p(s, "period"), alloc)
 
 
-def _log_return(b: BarArrays, s: IndicatorSpec) -> Array:
+def _log_return(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     lag = _p(s, "lag")
-    return _returns(b) if lag == 1 else _lagged_diff(_log_close(b), lag)
+    if lag == 1:
+        return _returns(b)
+    out = alloc()
+    kernels.lagged_diff(_log_close(b), lag, out)
+    return out
 
 
-def _return_skew(b: BarArrays, s: IndicatorSpec) -> Array:
-    return rolling_skew(_returns(b), _p(s, "period"))
+def _return_skew(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    out = alloc()
+    kernels.rolling_skew(_returns(b), _p(s, "period"), out)
+    return out
 
 
 def _market(b: BarArrays, s: IndicatorSpec) -> tuple[Array, Array]:
@@ -274,28 +305,27 @@ def _market(b: BarArrays, s: IndicatorSpec) -> tuple[Array, Array]:
     return b.market_return, b.market_level
 
 
-def _market_correl(b: BarArrays, s: IndicatorSpec) -> Array:
+def _market_correl(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     market_return, _ = _market(b, s)
-    ret = _returns(b)
-    out = _nan(len(b))
-    if len(b) > 1:
-        out[1:] = talib.CORREL(ret[1:], market_return[1:], _p(s, "period"))
-    return out
+    period = _p(s, "period")
+    return _from_row(lambda r: talib.CORREL(r, market_return[1:], period), _returns(b), 1, alloc)
 
 
-def _market_beta(b: BarArrays, s: IndicatorSpec) -> Array:
+def _market_beta(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
     """cov(stock, market) / var(market) of one-bar returns: TA-Lib's BETA takes the index first."""
     _, level = _market(b, s)
     return talib.BETA(level, b.close, _p(s, "period"))
 
 
-def _market_relative_return(b: BarArrays, s: IndicatorSpec) -> Array:
+def _market_relative_return(b: BarArrays, s: IndicatorSpec, alloc: Alloc) -> Array:
+    """log-return of the stock over ``lag`` bars minus that of the market index."""
     _, level = _market(b, s)
-    lag = _p(s, "lag")
-    return _lagged_diff(_log_close(b), lag) - _lagged_diff(np.log(level), lag)
+    out = alloc()
+    kernels.lagged_diff_spread(_log_close(b), np.log(level), _p(s, "lag"), out)
+    return out
 
 
-KINDS: MappingProxyType[str, Callable[[BarArrays, IndicatorSpec], Array]] = MappingProxyType(
+KINDS: MappingProxyType[str, Kind] = MappingProxyType(
     {
         "sma_ratio": _sma_ratio,
         "sma_slope": _sma_slope,
@@ -331,7 +361,13 @@ KINDS: MappingProxyType[str, Callable[[BarArrays, IndicatorSpec], Array]] = Mapp
 
 def compute_indicator(bars: BarArrays, spec: IndicatorSpec) -> Array:
     """The values of one indicator for every row of ``bars``."""
+    return indicator_values(bars, spec, lambda: np.empty(len(bars)))
+
+
+def indicator_values(bars: BarArrays, spec: IndicatorSpec, alloc: Alloc) -> Array:
+    """The values of one indicator: an array from ``alloc`` (called at most once; uninitialised
+    contiguous float64 arrays of ``len(bars)``), or one of its own, TA-Lib's output as is."""
     fn = KINDS.get(spec.kind)
     if fn is None:
         raise KeyError(f"unknown indicator kind {spec.kind!r} ({spec.name})")
-    return np.asarray(fn(bars, spec), dtype=np.float64)
+    return np.asarray(fn(bars, spec, alloc), dtype=np.float64)
