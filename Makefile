@@ -17,12 +17,10 @@ WORKERS ?= 2
 
 .PHONY: install run test lint format typecheck contracts pytest ui bench clean-data
 
-# --no-compile: byte-compiling every installed package took ~1.5 of the ~3.5 install minutes;
-# Python compiles what is actually imported, once, on first import
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing robo-trader into $(VENV) (first time takes a few minutes)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	@touch $@
 
 install: $(STAMP)
@@ -30,7 +28,7 @@ install: $(STAMP)
 $(BENCH_STAMP): pyproject.toml
 	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	@echo "installing robo-trader with the bench extra into $(BENCH_VENV) (first time takes a few minutes)"
-	@$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev,bench]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	@touch $@
 
 ## run: the pipeline on the embedded default (synthetic market + real index history)
