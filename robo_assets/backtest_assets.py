@@ -12,7 +12,6 @@ import polars as pl
 
 from robo_assets.backtesting import (
     BASE,
-    REGIMES,
     Candidate,
     backtest_predictions,
     candidate_table,
@@ -29,8 +28,8 @@ from robo_assets.feature_assets import ALL_SYMBOLS, features, training_set
 from robo_assets.metadata import png_markdown, table_preview
 from robo_assets.model_assets import trained_models, tuned_models
 from robo_assets.promotion import Scored, decide_champion
+from robo_assets.regime_assets import market_regimes
 from robo_assets.reporting import build_reports, gate_figures, metrics_table, regime_table
-from robo_assets.reports.plots import report_figures
 from robo_assets.research_data import POOLED, TRAINING_SET
 from robo_assets.resources import RoboSettingsResource
 from robo_assets.tracking import Tracking, data_fingerprint, model_version_url
@@ -56,7 +55,7 @@ def _candidates(tracking: Tracking, fingerprint: str) -> list[Candidate]:
     deps=[
         trained_models,
         tuned_models,
-        dg.AssetKey(REGIMES),
+        market_regimes,
         dg.AssetDep(features, partition_mapping=ALL_SYMBOLS),
         dg.AssetDep(bars, partition_mapping=ALL_SYMBOLS),
         training_set,
@@ -160,8 +159,6 @@ def performance_report(
     lake.write(METRICS, BASE.value, POOLED, table)
     lake.write(REGIME_PNL, BASE.value, POOLED, regime_table(reports, cash))
     best = next(r for r in reports if r.candidate.label == table["label"][0])
-    best_result = next(x for x in results if x.model == best.candidate.label)
-    figures = report_figures(best_result.equity)
     shown = ["label", *[c for c in SUMMARY_COLUMNS if c in table.columns]]
     return dg.MaterializeResult(
         metadata={
@@ -169,7 +166,7 @@ def performance_report(
             "best": best.candidate.label,
             "best_tearsheet": dg.MetadataValue.path(str(best.tearsheet)),
             "best_metrics": {k: round(v, 6) for k, v in best.metrics.items()},
-            **{f"best_{name}": png_markdown(fig, alt=name) for name, fig in figures.items()},
+            **{f"best_{name}": png_markdown(fig, alt=name) for name, fig in best.figures.items()},
             **{
                 f"attribution_{name}": table_preview(frame, rows=20)
                 for name, frame in best.tables.items()

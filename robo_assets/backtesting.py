@@ -18,7 +18,7 @@ import polars as pl
 from mlflow.exceptions import MlflowException
 
 from robo_assets.market_data import BARS
-from robo_assets.research_data import FEATURES
+from robo_assets.research_data import FEATURES, MARKET_KEY, MARKET_REGIMES
 from robo_assets.tracking import Tracking
 from robo_assets.training.tracked import load_logged_predictions
 from trader_runtime.backtest.engine import BacktestResult, run_backtest
@@ -29,8 +29,6 @@ from trader_runtime.storage.lake import ParquetLake
 
 CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous"
-REGIMES = "market_regimes"
-REGIMES_KEY = "EW"
 BASE = Timeframe.M1
 RESULT_DATASETS = ("backtest_equity", "backtest_fills", "backtest_trades", "backtest_decisions")
 
@@ -107,8 +105,8 @@ def load_market_inputs(
             frame = lake.read(FEATURES, BASE.value, symbol)
             features[symbol] = frame.select("ts", *sorted(columns & set(frame.columns)))
     regimes = (
-        lake.read(REGIMES, BASE.value, REGIMES_KEY)
-        if lake.exists(REGIMES, BASE.value, REGIMES_KEY)
+        lake.read(MARKET_REGIMES, BASE.value, MARKET_KEY)
+        if lake.exists(MARKET_REGIMES, BASE.value, MARKET_KEY)
         else None
     )
     return MarketInputs(tuple(symbols), bars, features, regimes)

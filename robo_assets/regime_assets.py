@@ -22,7 +22,12 @@ from robo_assets.bars_assets import bars
 from robo_assets.feature_assets import market_index
 from robo_assets.market_data import BARS, TRUE_REGIMES
 from robo_assets.metadata import png_markdown, table_preview
-from robo_assets.research_data import MARKET_INDEX, MARKET_KEY, universe_by_timeframe
+from robo_assets.research_data import (
+    MARKET_INDEX,
+    MARKET_KEY,
+    MARKET_REGIMES,
+    universe_by_timeframe,
+)
 from robo_assets.resources import RoboSettingsResource
 from trader_runtime.decision.regime import (
     RegimeConfig,
@@ -36,7 +41,6 @@ from trader_runtime.market.timeframes import Timeframe
 from trader_runtime.settings import RoboSettings
 from trader_runtime.storage.lake import ParquetLake
 
-MARKET_REGIMES = "market_regimes"
 GROUP = "research_data"
 REGIME_COLORS: Mapping[str, str] = {
     "bull": "#2ca02c",

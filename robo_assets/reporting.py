@@ -14,7 +14,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
 import polars as pl
 from matplotlib.figure import Figure
 
@@ -25,7 +24,7 @@ from robo_assets.tracking import Tracking
 from trader_runtime.backtest.engine import BacktestResult
 from trader_runtime.performance.attribution import attribution
 from trader_runtime.performance.gates import CandidateFigures
-from trader_runtime.performance.metrics import performance_metrics
+from trader_runtime.performance.metrics import performance_metrics, strategy_sharpe
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,7 @@ class Report:
     candidate: Candidate
     metrics: dict[str, float]
     tables: dict[str, pl.DataFrame]
+    figures: dict[str, Figure]  # built without pyplot: nothing to close
     tearsheet: Path
 
 
@@ -63,7 +63,7 @@ def regime_pnl(tables: dict[str, pl.DataFrame], initial_cash_usd: float) -> dict
 
 
 def _sharpe_variance(results: Sequence[BacktestResult]) -> float:
-    sharpes = [performance_metrics(r.equity, r.fills, r.trades)["sharpe"] for r in results]
+    sharpes = [strategy_sharpe(r.equity) for r in results]
     finite = [s for s in sharpes if math.isfinite(s)]
     return statistics.pvariance(finite) if len(finite) > 1 else 0.0
 
@@ -118,9 +118,7 @@ def build_reports(
         )
         if tracking is not None:
             _log_report(tracking, candidate.run_id, path, figures)
-        for fig in figures.values():
-            plt.close(fig)
-        reports.append(Report(candidate, metrics, tables, path))
+        reports.append(Report(candidate, metrics, tables, figures, path))
     return reports
 
 

@@ -17,6 +17,7 @@ from trader_runtime.sources.registry import source_for_symbol
 from trader_runtime.storage.lake import ParquetLake
 
 MARKET_INDEX = "market_index"
+MARKET_REGIMES = "market_regimes"
 FEATURES = "features"
 LABELS = "labels"
 TRAINING_SET = "training_set"

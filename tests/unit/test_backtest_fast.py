@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,6 +73,15 @@ def test_fast_path_equals_reference(seed, fractional, missing, density, cap, imp
 def test_the_cap_spreads_a_big_order_over_bars() -> None:
     costs = CostModel(participation_cap=0.001)
     reference, fast = _both(5, costs, False, 0.0, 0.01)
-    per_bar = reference.fills.group_by("ts", "symbol").len()
-    assert per_bar["len"].max() == 1
+    grid = random_grid(600, 3, 5)
+    volume = pl.DataFrame(
+        {
+            "ts": pl.Series(np.repeat(grid.ts, 3)).cast(pl.Datetime("us", "UTC")),
+            "symbol": list(grid.symbols) * grid.n_bars,
+            "volume": grid.volume.reshape(-1),
+        }
+    )
+    fills = reference.fills.join(volume, on=["ts", "symbol"])
+    assert fills.height == reference.fills.height
+    assert (fills["qty"].abs() <= (0.001 * fills["volume"]).floor()).all()
     assert fast.n_fills > 3 * np.isfinite(_schedule(600, 3, 6, 0.01)).sum() // 2

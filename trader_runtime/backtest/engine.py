@@ -257,16 +257,18 @@ class Backtest:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _committed(self) -> FloatArray:
+    def _committed(self, equity_usd: float) -> FloatArray:
+        """Positions, with each working order's target in place of its symbol's position (an
+        order not yet converted to shares counts at ``weight * equity / mark``)."""
         committed = self.book.position.copy()
         for j, order in enumerate(self.orders):
-            if order is not None:
-                if not math.isnan(order.target):
-                    committed[j] = order.target
-                else:
-                    price = self.book.mark[j]
-                    equity = self.book.value_at(self.book.mark)
-                    committed[j] = order.weight * equity / price if price > 0 else 0.0
+            if order is None:
+                continue
+            if not math.isnan(order.target):
+                committed[j] = order.target
+            else:
+                price = self.book.mark[j]
+                committed[j] = order.weight * equity_usd / price if price > 0 else 0.0
         return committed
 
     def _decide(self, t: int) -> Decision:
@@ -281,9 +283,10 @@ class Backtest:
             applicable=g.applicable,
             regime=g.regime(t),
         )
+        equity = book.value_at(g.close[t])
         view = PortfolioView(
-            equity_usd=book.value_at(g.close[t]),
-            committed_shares=self._committed(),
+            equity_usd=equity,
+            committed_shares=self._committed(equity),
             position_shares=book.position.copy(),
             avg_entry_usd=book.avg_entry.copy(),
         )

@@ -61,11 +61,16 @@ def trend_column(timeframe: Timeframe, base: Timeframe) -> str:
     return "sma_ratio_10" if timeframe == base else f"tf{timeframe.value}_sma_ratio_10"
 
 
+def _with_session(frame: pl.DataFrame) -> pl.DataFrame:
+    """Adds ``session``: the New York date of ``ts``."""
+    return frame.with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
+
+
 def _session_stats(bars: pl.DataFrame) -> pl.DataFrame:
-    """Per session: daily volatility and ADV from the previous sessions only."""
+    """Per session: daily volatility and ADV from the previous sessions only (``bars`` carry
+    ``session``)."""
     daily = (
-        bars.with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
-        .group_by("session", maintain_order=True)
+        bars.group_by("session", maintain_order=True)
         .agg(pl.col("close").last(), pl.col("volume").sum())
         .sort("session")
     )
@@ -78,11 +83,11 @@ def _session_stats(bars: pl.DataFrame) -> pl.DataFrame:
 
 
 def _expected_volume(bars: pl.DataFrame) -> pl.DataFrame:
-    """Mean volume of the same bar of the session over the previous sessions."""
+    """Mean volume of the same bar of the session over the previous sessions (``bars`` carry
+    ``session``)."""
     n = IMPACT_LOOKBACK_SESSIONS
     return (
-        bars.with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
-        .with_columns(slot=pl.int_range(pl.len()).over("session"))
+        bars.with_columns(slot=pl.int_range(pl.len()).over("session"))
         .sort("ts")
         .with_columns(
             expected_volume=pl.col("volume")
@@ -107,7 +112,7 @@ def build_grid(
 
     ``bars`` and ``features`` are per symbol (base timeframe, all history: earlier sessions feed
     the impact inputs); ``regimes`` has ``ts, regime`` (None: every bar is ``ranging``)."""
-    timeline = predictions.select(pl.col("ts").unique().sort())
+    timeline = _with_session(predictions.select(pl.col("ts").unique().sort()))
     n_bars, n_sym, k = timeline.height, len(symbols), len(confirmation)
     arrays = {
         name: np.full((n_bars, n_sym), np.nan)
@@ -126,7 +131,7 @@ def build_grid(
     trends = np.full((n_bars, n_sym, k), np.nan)
     applicable = np.zeros((n_sym, k), dtype=bool)
     for j, symbol in enumerate(symbols):
-        sym_bars = bars[symbol].sort("ts")
+        sym_bars = _with_session(bars[symbol].sort("ts"))
         stats = _session_stats(sym_bars)
         frame = (
             timeline.join(
@@ -138,7 +143,6 @@ def build_grid(
                 how="left",
             )
             .join(_expected_volume(sym_bars), on="ts", how="left")
-            .with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
             .join(stats, on="session", how="left")
         )
         for name in arrays:

@@ -6,7 +6,6 @@ import numpy as np
 import numpy.typing as npt
 
 from trader_runtime.decision.core import BarSnapshot, Decision, PortfolioView
-from trader_runtime.market.regimes import Regime
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -27,5 +26,5 @@ class ScheduledWeights:
             edge=np.full(n, np.nan),
             direction=np.sign(np.where(np.isfinite(row), row, 0.0)),
             confirmed=np.isfinite(row),
-            regime=bar.regime if isinstance(bar.regime, Regime) else Regime.RANGING,
+            regime=bar.regime,
         )

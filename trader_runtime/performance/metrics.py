@@ -147,6 +147,12 @@ def annualised_sharpe(r: FloatArray, periods_per_year: int) -> float:
     return sharpe_per_period(r) * math.sqrt(periods_per_year)
 
 
+def strategy_sharpe(equity: pl.DataFrame, periods_per_year: int = 252) -> float:
+    """The ``sharpe`` of ``performance_metrics`` alone (annualised, daily session returns)."""
+    r = daily_returns(conform_equity(equity))["strategy_return"].to_numpy().astype(np.float64)
+    return annualised_sharpe(r, periods_per_year)
+
+
 def sortino_ratio(r: FloatArray, periods_per_year: int) -> float:
     """Annualised mean over annualised downside deviation (target 0)."""
     if r.size < 2:
