@@ -27,7 +27,7 @@ from benchmarks.peers import BarPanel, EngineRun, FloatArray, StrategySpec
 from trader_runtime.backtest.engine import run_backtest
 from trader_runtime.backtest.fast import simulate_target_weights
 from trader_runtime.backtest.grid import MarketGrid
-from trader_runtime.backtest.policies import ScheduledWeights
+from trader_runtime.backtest.policies import ScheduledWeights, unconstrained
 from trader_runtime.decision.config import ExecutionConfig, TradingConfig
 from trader_runtime.execution.costs import CostModel
 from trader_runtime.sources.base import BarRequest
@@ -138,6 +138,7 @@ def _ours_once(panel: BarPanel, spec: StrategySpec, costs: CostModel) -> tuple[A
             weights[:, j],
             costs=costs,
             initial_cash_usd=spec.initial_cash_usd,
+            sizing_price="next_open",  # as vectorbt's target-percent orders and the other peers
         )
         for j in range(len(panel.symbols))
     )
@@ -155,6 +156,7 @@ def run_ours(panel: BarPanel, spec: StrategySpec, *, repeats: int = OURS_REPEATS
         np.full((warm, 1), spec.weight),
         costs=costs,
         initial_cash_usd=spec.initial_cash_usd,
+        sizing_price="next_open",
     )
     best_s = float("inf")
     results: tuple[Any, ...] = ()
@@ -218,10 +220,12 @@ def run_reference(panel: BarPanel, spec: StrategySpec, n_bars: int) -> Reference
     n_bars = min(n_bars, panel.n_bars)
     costs = cost_model(spec)
     grid = _one_symbol_grid(panel, n_bars)
-    config = TradingConfig(
-        initial_cash_usd=spec.initial_cash_usd,
-        costs=costs,
-        execution=ExecutionConfig(algo="immediate", fractional_shares=False),
+    config = unconstrained(
+        TradingConfig(
+            initial_cash_usd=spec.initial_cash_usd,
+            costs=costs,
+            execution=ExecutionConfig(algo="immediate", fractional_shares=False),
+        )
     )
     weights = crossover_weights(grid.close, spec)
     started = time.perf_counter()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
+import polars as pl
 
 from trader_runtime.backtest.grid import MarketGrid
+from trader_runtime.market.calendar import TradingCalendar
 
 
 def random_grid(
@@ -30,9 +34,8 @@ def random_grid(
         gone = rng.random(shape) < missing
         for array in (open_, high, low, close, volume, probability):
             array[gone] = np.nan
-    ts = (np.datetime64("2024-01-02T14:31") + np.arange(n_bars).astype("timedelta64[m]")).astype(
-        "datetime64[us]"
-    )
+    closes = TradingCalendar(date(2024, 1, 2), date(2024, 12, 31)).minute_bar_closes()
+    ts = closes[:n_bars].cast(pl.Datetime("us")).to_numpy()  # minutes of real sessions, UTC
     codes = rng.integers(0, 5, n_bars) if regime_codes is None else regime_codes
     return MarketGrid(
         symbols=tuple(f"S{i}" for i in range(n_symbols)),

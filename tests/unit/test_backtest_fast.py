@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.backtest_kit import random_grid
 from trader_runtime.backtest.engine import run_backtest
 from trader_runtime.backtest.fast import simulate_target_weights
-from trader_runtime.backtest.policies import ScheduledWeights
+from trader_runtime.backtest.policies import ScheduledWeights, unconstrained
 from trader_runtime.decision.config import ExecutionConfig, TradingConfig
 from trader_runtime.execution.costs import CostModel
 
@@ -29,8 +29,10 @@ def _schedule(n_bars: int, n_symbols: int, seed: int, density: float) -> np.ndar
 def _both(seed: int, costs: CostModel, fractional: bool, missing: float, density: float):
     grid = random_grid(600, 3, seed, missing=missing)
     weights = _schedule(grid.n_bars, 3, seed + 1, density)
-    config = TradingConfig(
-        costs=costs, execution=ExecutionConfig(algo="immediate", fractional_shares=fractional)
+    config = unconstrained(
+        TradingConfig(
+            costs=costs, execution=ExecutionConfig(algo="immediate", fractional_shares=fractional)
+        )
     )
     reference = run_backtest(grid, config, "parity", ScheduledWeights(weights))
     fast = simulate_target_weights(

@@ -7,10 +7,13 @@ cost functions are the very functions of ``trader_runtime/execution/costs.py``, 
 test (``tests/unit/test_backtest_fast.py``) shows both paths give the same results.
 
 Timing: ``target_weights[t]`` is decided at bar ``t``'s close and traded from bar ``t + 1``'s
-open; NaN means no new decision. At the first open a symbol trades, its target shares are fixed as
-``weight * equity_at_open / open`` where ``equity_at_open`` is cash plus the positions valued at the
-open, computed once before any symbol trades; the order works (limited by the participation cap)
-until the position reaches the target or a new weight replaces it. Symbols trade in column order
+open; NaN means no new decision. By default its target shares are fixed at that close as
+``weight * equity_at_close / close`` (the reference engine's rule); with
+``sizing_price="next_open"`` they are fixed at the first open the symbol trades as
+``weight * equity_at_open / open``, where ``equity_at_open`` is cash plus the positions valued at
+the open, computed once before any symbol trades. The order works (limited by the participation
+cap) until the position reaches the target or a new weight replaces it. The compiled path has no
+risk checks: it equals the reference engine when the risk limits do not bind. Symbols trade in column order
 against one shared cash balance. Equity at bar ``t`` is cash plus positions at the close
 (the last known close when a symbol has no bar).
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +71,7 @@ def _run(
     cap: float,
     fractional: bool,
     cash0: float,
+    size_at_close: bool,
     equity_out: Any,
     cash_out: Any,
     pos_out: Any,
@@ -90,7 +94,7 @@ def _run(
             for j in range(m):
                 w = weights[t - 1, j]
                 p = open_[t, j]
-                if math.isfinite(w):
+                if not size_at_close and math.isfinite(w):
                     pending_w[j] = w
                     pending[j] = np.nan
                 if not (p > 0.0) or not (math.isfinite(pending_w[j]) or math.isfinite(pending[j])):
@@ -124,6 +128,13 @@ def _run(
             if pos[j] != 0.0:
                 equity += pos[j] * mark[j]
             pos_out[t, j] = pos[j]
+        if size_at_close:
+            for j in range(m):
+                w = weights[t, j]
+                if math.isfinite(w):
+                    c = mark[j]  # this close, or the last one without a bar now
+                    if c > 0.0:
+                        pending[j] = _shares(w, equity, c, fractional)
         equity_out[t] = equity
         cash_out[t] = cash
     return n_fills
@@ -151,12 +162,17 @@ def simulate_target_weights(
     fractional_shares: bool = False,
     daily_vol: Any = None,
     adv_shares: Any = None,
+    sizing_price: Literal["decision_close", "next_open"] = "decision_close",
 ) -> FastBacktest:
     """Run target weights (decided at each close, traded at the next open) through the cost model.
 
     Arrays are ``(n_bars, n_symbols)`` (1-d means one symbol); a NaN weight means "no decision"
     (the position is kept). ``daily_vol`` and ``adv_shares`` feed the impact model; without them
-    impact is zero."""
+    impact is zero. ``sizing_price`` says where a weight becomes shares: at the deciding close
+    (as the reference engine and the live runtime do) or at the next open (as vectorbt's
+    target-percent orders do; the benchmark uses it)."""
+    if sizing_price not in ("decision_close", "next_open"):
+        raise ValueError(f"sizing_price must be decision_close or next_open, got {sizing_price!r}")
     opens = _matrix("open_usd", open_usd, None)
     shape = (int(opens.shape[0]), int(opens.shape[1]))
     closes = _matrix("close_usd", close_usd, shape)
@@ -185,6 +201,7 @@ def simulate_target_weights(
         costs.cap,
         fractional_shares,
         float(initial_cash_usd),
+        sizing_price == "decision_close",
         equity,
         cash,
         positions,

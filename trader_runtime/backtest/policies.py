@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from trader_runtime.decision.config import RiskConfig, TradingConfig
 from trader_runtime.decision.core import BarSnapshot, Decision, PortfolioView
 
 FloatArray = npt.NDArray[np.float64]
@@ -28,3 +29,26 @@ class ScheduledWeights:
             confirmed=np.isfinite(row),
             regime=bar.regime,
         )
+
+
+def unconstrained(config: TradingConfig) -> TradingConfig:
+    """``config`` with risk limits and caps that never bind: what a fixed schedule of weights
+    (``ScheduledWeights``, ``fast.simulate_target_weights``) is compared under."""
+    return config.model_copy(
+        update={
+            "sizing": config.sizing.model_copy(
+                update={
+                    "max_position_fraction": 1.0,
+                    "max_gross_fraction": 10.0,
+                    "max_net_fraction": 10.0,
+                }
+            ),
+            "risk": RiskConfig(
+                daily_loss_limit_fraction=1.0,
+                max_orders_per_minute=1_000_000,
+                price_band_fraction=10.0,
+                cap_tolerance_fraction=1.0,
+                trading_hours_only=False,
+            ),
+        }
+    )

@@ -151,6 +151,31 @@ class ExecutionConfig(_Frozen):
     fractional_shares: bool = False
 
 
+class RiskConfig(_Frozen):
+    """Pre-trade checks and guards, applied to every child order in backtest and live alike.
+
+    - ``daily_loss_limit_fraction``: when equity falls this fraction below the session's
+      opening equity, trading halts for the rest of the session: working orders are cancelled,
+      no new order goes out, and positions are flattened if ``flatten_on_halt``.
+    - ``max_orders_per_minute``: orders in any 60 s of market time; the excess waits a bar.
+    - ``price_band_fraction``: no order in a symbol whose last close moved more than this from
+      the close before it (a suspect print).
+    - ``cap_tolerance_fraction``: an order may not take a position beyond the sizing's
+      per-position cap, or the book beyond its gross cap, by more than this (of equity).
+    - ``trading_hours_only``: orders only inside the exchange session.
+    - ``stale_after_bars``: live only; with no new bar for this many bar intervals (of market
+      time) the runtime stops sending orders until data resumes.
+    """
+
+    daily_loss_limit_fraction: float = Field(default=0.03, gt=0.0, le=1.0)
+    flatten_on_halt: bool = False
+    max_orders_per_minute: int = Field(default=240, ge=1)
+    price_band_fraction: float = Field(default=0.1, gt=0.0, le=10.0)
+    cap_tolerance_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
+    trading_hours_only: bool = True
+    stale_after_bars: float = Field(default=3.0, gt=0.0)
+
+
 class TradingConfig(_Frozen):
     """Everything between a model probability and an order."""
 
@@ -161,4 +186,5 @@ class TradingConfig(_Frozen):
     sizing: SizingConfig = SizingConfig()
     stops: StopsConfig = StopsConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    risk: RiskConfig = RiskConfig()
     costs: CostModel = CostModel()

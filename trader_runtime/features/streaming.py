@@ -1770,3 +1770,7 @@ def measure_update_latency_us(n_bars: int = 20000, seed: int = 7) -> tuple[float
             samples.append(elapsed)
     samples.sort()
     return samples[len(samples) // 2] / 1000.0, samples[(len(samples) * 99) // 100] / 1000.0
+
+
+SessionBounds = _Sessions
+"""Public name of the session-bounds lookup (``bounds(ts_us) -> (open_us, close_us) | None``)."""
