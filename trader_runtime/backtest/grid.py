@@ -14,6 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from trader_runtime.market.impact_inputs import (
+    IMPACT_LOOKBACK_SESSIONS as IMPACT_LOOKBACK_SESSIONS,  # re-exported: it lived here
+)
+from trader_runtime.market.impact_inputs import daily_stats, session_volume, slot_means_by_row
 from trader_runtime.market.regimes import REGIME_ORDER, Regime
 from trader_runtime.market.timeframes import Timeframe
 
@@ -21,7 +25,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
-IMPACT_LOOKBACK_SESSIONS = 20
 NEW_YORK = "America/New_York"
 
 
@@ -66,36 +69,45 @@ def _with_session(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(session=pl.col("ts").dt.convert_time_zone(NEW_YORK).dt.date())
 
 
+def _session_keys(bars: pl.DataFrame) -> IntArray:
+    """The ``session`` column (dates, non-decreasing in ``ts`` order) as day numbers."""
+    return bars["session"].cast(pl.Int64).to_numpy()
+
+
 def _session_stats(bars: pl.DataFrame) -> pl.DataFrame:
-    """Per session: daily volatility and ADV from the previous sessions only (``bars`` carry
-    ``session``)."""
-    daily = (
-        bars.group_by("session", maintain_order=True)
-        .agg(pl.col("close").last(), pl.col("volume").sum())
-        .sort("session")
-    )
+    """Per session: daily volatility and ADV from the previous sessions only (``bars`` sorted by
+    ``ts``, carrying ``session``), by ``impact_inputs.daily_stats``."""
+    keys = _session_keys(bars)
+    n_rows = keys.shape[0]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if n_rows else keys[:0]
+    ends = np.r_[starts[1:], n_rows] if n_rows else keys[:0]
+    closes = bars["close"].cast(pl.Float64).to_list()
+    volumes = bars["volume"].cast(pl.Float64).to_list()
+    session_closes = [closes[e - 1] for e in ends.tolist()]
+    session_volumes = [
+        session_volume(volumes[a:e]) for a, e in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
     n = IMPACT_LOOKBACK_SESSIONS
-    return daily.select(
-        "session",
-        daily_vol=pl.col("close").log().diff().rolling_std(n, min_samples=2).shift(1),
-        adv_shares=pl.col("volume").rolling_mean(n, min_samples=1).shift(1),
+    stats = [
+        daily_stats(session_closes[max(0, s - n - 1) : s], session_volumes[max(0, s - n) : s])
+        for s in range(len(starts))
+    ]
+    return pl.DataFrame(
+        {
+            "session": bars["session"].gather(starts),
+            "daily_vol": [v for v, _ in stats],
+            "adv_shares": [a for _, a in stats],
+        },
+        schema_overrides={"daily_vol": pl.Float64, "adv_shares": pl.Float64},
     )
 
 
 def _expected_volume(bars: pl.DataFrame) -> pl.DataFrame:
-    """Mean volume of the same bar of the session over the previous sessions (``bars`` carry
-    ``session``)."""
-    n = IMPACT_LOOKBACK_SESSIONS
-    return (
-        bars.with_columns(slot=pl.int_range(pl.len()).over("session"))
-        .sort("ts")
-        .with_columns(
-            expected_volume=pl.col("volume")
-            .rolling_mean(n, min_samples=1)
-            .shift(1)
-            .over("slot", order_by="ts")
-        )
-        .select("ts", "expected_volume")
+    """Mean volume of the same bar of the session over the previous sessions (``bars`` sorted by
+    ``ts``, carrying ``session``), by ``impact_inputs.slot_means_by_row``."""
+    volumes = bars["volume"].cast(pl.Float64).to_numpy().astype(np.float64)
+    return pl.DataFrame(
+        {"ts": bars["ts"], "expected_volume": slot_means_by_row(volumes, _session_keys(bars))}
     )
 
 

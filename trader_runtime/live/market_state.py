@@ -1,0 +1,387 @@
+"""The live twin of the backtest grid's inputs: one ``MarketInstant`` in, one grid row out.
+
+``MarketState.update`` takes the bars of all symbols that closed at one instant and returns what
+``backtest.grid.build_grid`` holds for that instant when built from the same bars: prices and
+volumes, the feature rows the model scores (``StreamingFeatures`` per symbol, fed the
+``StreamingMarketIndex`` of the universe), the confirmation trends, the market regime
+(``StreamingRegime`` fed a streaming breadth), and the impact inputs from earlier sessions
+(``market.impact_inputs``, the functions the grid calls). ``expected_volume`` gives the VWAP volume
+profile of the coming bars. Values are bit-identical to the batch path when the stream starts at
+the first bar of the batch input and receives the same bars.
+
+Breadth: a symbol's SMA is a sliding Kahan sum replaying Polars' ``rolling_mean`` (subtract the
+leaving value, then add the entering one, each with its own compensation), so ``close > sma``
+agrees with ``regime.breadth`` even at ties.
+
+Memory is bounded: per symbol the indicator state, the breadth window, the closes and volumes of
+the last ``IMPACT_LOOKBACK_SESSIONS + 1`` sessions, the current session's bar volumes and, per
+slot of the session, the last ``IMPACT_LOOKBACK_SESSIONS`` volumes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from trader_runtime.backtest.grid import trend_column
+from trader_runtime.decision.regime import RegimeConfig, StreamingRegime
+from trader_runtime.errors import RoboTraderError
+from trader_runtime.features.spec import DEFAULT_FEATURE_SET, FeatureSetSpec
+from trader_runtime.features.streaming import (
+    StreamingFeatures,
+    StreamingMarketIndex,
+    epoch_us,
+)
+from trader_runtime.market.calendar import TradingCalendar
+from trader_runtime.market.impact_inputs import (
+    IMPACT_LOOKBACK_SESSIONS,
+    daily_stats,
+    session_volume,
+    slot_mean,
+)
+from trader_runtime.market.instant import MarketInstant
+from trader_runtime.market.regimes import Regime
+from trader_runtime.market.timeframes import Timeframe
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+NAN = math.nan
+_NEW_YORK = ZoneInfo("America/New_York")
+_HOUR_US = 3_600_000_000
+_MINUTE_US = 60_000_000
+_KEPT_CALENDAR_YEARS = 3
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class MarketStateError(RoboTraderError):
+    """An instant the market state cannot take (out of order, unknown symbol, mismatched bar)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRow:
+    """One instant of the market, as ``MarketGrid`` holds it (NaN where a symbol has no bar)."""
+
+    ts: datetime  # UTC close instant
+    open: FloatArray  # (n,)
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    features: FloatArray  # (n, n_features) in ``MarketState.feature_names`` order
+    trends: FloatArray  # (n, k) as grid.trends[t]
+    applicable: BoolArray  # (n, k) as grid.applicable
+    regime: Regime
+    daily_vol: FloatArray  # (n,) as grid.daily_vol[t]
+    adv_shares: FloatArray  # (n,) as grid.adv_shares[t]
+    has_bar: BoolArray  # (n,)
+
+
+class _RollingMean:
+    """Polars' ``rolling_mean(window)`` one value at a time: a sliding sum with separate Kahan
+    compensations for the values added and subtracted; None until the window is full."""
+
+    __slots__ = ("_err_add", "_err_sub", "_sum", "_values", "_window")
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._values: deque[float] = deque()
+        self._sum = self._err_add = self._err_sub = 0.0
+
+    def update(self, x: float) -> float | None:
+        window = self._window
+        if window == 1:  # Polars restarts the sum when consecutive windows do not overlap
+            return x / 1.0
+        values = self._values
+        if len(values) == window:
+            y = -values.popleft() - self._err_sub
+            total = self._sum + y
+            self._err_sub = (total - self._sum) - y
+            self._sum = total
+        y = x - self._err_add
+        total = self._sum + y
+        self._err_add = (total - self._sum) - y
+        self._sum = total
+        values.append(x)
+        return total / window if len(values) == window else None
+
+
+class _Impact:
+    """One symbol's impact inputs: completed sessions (closes, total volumes), the current
+    session's bars, and the per-slot volume history with its means."""
+
+    __slots__ = (
+        "adv_shares",
+        "closes",
+        "count",
+        "daily_vol",
+        "last_close",
+        "means",
+        "session",
+        "slots",
+        "totals",
+        "volumes",
+    )
+
+    def __init__(self) -> None:
+        self.closes: deque[float] = deque(maxlen=IMPACT_LOOKBACK_SESSIONS + 1)
+        self.totals: deque[float] = deque(maxlen=IMPACT_LOOKBACK_SESSIONS)
+        self.slots: list[deque[float]] = []
+        self.means: list[float] = []
+        self.session = -1  # New York date ordinal of the current session
+        self.count = 0  # bars in the current session
+        self.volumes: list[float] = []
+        self.last_close = NAN
+        self.daily_vol = self.adv_shares = NAN
+
+    def roll(self, session: int) -> None:
+        """Close the current session (if it had bars) and open ``session``."""
+        if self.count:
+            self.closes.append(self.last_close)
+            self.totals.append(session_volume(self.volumes))
+            self.daily_vol, self.adv_shares = daily_stats(self.closes, self.totals)
+        self.session = session
+        self.count = 0
+        self.volumes = []
+
+    def on_bar(self, close: float, volume: float) -> None:
+        slot = self.count
+        if slot == len(self.slots):
+            self.slots.append(deque(maxlen=IMPACT_LOOKBACK_SESSIONS))
+            self.means.append(NAN)
+        history = self.slots[slot]
+        history.append(volume)
+        self.means[slot] = slot_mean(history)
+        self.count = slot + 1
+        self.volumes.append(volume)
+        self.last_close = close
+
+    def mean_at(self, slot: int) -> float:
+        """Mean volume of ``slot`` over the sessions recorded so far (NaN if none)."""
+        return self.means[slot] if slot < len(self.means) else NAN
+
+
+class _SessionCalendar:
+    """Regular sessions as (open, close) in epoch microseconds, loaded a calendar year at a time
+    (the last few years kept)."""
+
+    __slots__ = ("_years",)
+
+    def __init__(self) -> None:
+        self._years: dict[int, tuple[list[int], list[int]]] = {}
+
+    def _year(self, year: int) -> tuple[list[int], list[int]]:
+        sessions = self._years.get(year)
+        if sessions is None:
+            sched = TradingCalendar(date(year, 1, 1), date(year, 12, 31)).schedule()
+            sessions = (
+                sched["open_ts"].dt.epoch("us").to_list(),
+                sched["close_ts"].dt.epoch("us").to_list(),
+            )
+            if len(self._years) >= _KEPT_CALENDAR_YEARS:
+                del self._years[min(self._years)]
+            self._years[year] = sessions
+        return sessions
+
+    def following(self, ts_us: int) -> Iterator[tuple[int, int]]:
+        """The sessions closing at or after ``ts_us``, in order (ends where the calendar does)."""
+        year = _utc(ts_us).year
+        opens, closes = self._year(year)
+        i = bisect.bisect_left(closes, ts_us)
+        while True:
+            while i < len(closes):
+                yield opens[i], closes[i]
+                i += 1
+            year += 1
+            opens, closes = self._year(year)
+            if not closes:
+                return
+            i = 0
+
+
+class MarketState:
+    """Per-instant market inputs for the live engine, equal to the backtest grid's rows.
+
+    ``symbols`` is the universe in the order of the batch market index (``market_index`` sums
+    returns in that order); ``confirmation`` the confirmation timeframes of the trading config
+    (empty: no trends); ``regime`` the regime detector's config; ``base`` the bar timeframe.
+    """
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        confirmation: Sequence[Timeframe],
+        regime: RegimeConfig,
+        spec: FeatureSetSpec = DEFAULT_FEATURE_SET,
+        base: Timeframe = Timeframe.M1,
+    ) -> None:
+        self._symbols = tuple(symbols)
+        if len(set(self._symbols)) != len(self._symbols):
+            raise MarketStateError(f"duplicate symbols in {self._symbols}")
+        self._position = {s: j for j, s in enumerate(self._symbols)}
+        self._features = [StreamingFeatures(spec, base) for _ in self._symbols]
+        self.feature_names: tuple[str, ...] = spec.feature_names(base)
+        self._market = StreamingMarketIndex()
+        self._regime = StreamingRegime(regime, base)
+        window = regime.window_bars(regime.breadth_window_sessions, base)
+        self._breadth = [_RollingMean(window) for _ in self._symbols]
+        self._impact = [_Impact() for _ in self._symbols]
+        order = list(Timeframe)
+        n, k = len(self._symbols), len(confirmation)
+        columns = {name: i for i, name in enumerate(self.feature_names)}
+        applicable = [
+            order.index(tf) >= order.index(base) and trend_column(tf, base) in columns
+            for tf in confirmation
+        ]
+        self._trend_slots = np.array([c for c in range(k) if applicable[c]], dtype=np.int64)
+        self._trend_columns = np.array(
+            [columns[trend_column(confirmation[c], base)] for c in self._trend_slots.tolist()],
+            dtype=np.int64,
+        )
+        self._applicable = np.zeros((n, k), dtype=bool)
+        self._applicable[:, self._trend_slots] = True
+        self._step_us = None if base.minutes is None else base.minutes * _MINUTE_US
+        self._calendar = _SessionCalendar()
+        self._last_us = -(2**63)
+        self._hour = -1
+        self._session = -1
+        self._last_regime = Regime.RANGING
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self._symbols
+
+    def _session_of(self, ts_us: int) -> int:
+        """The New York date (ordinal) of an instant: the grid's session key."""
+        hour = ts_us // _HOUR_US  # New York's UTC offsets are whole hours
+        if hour != self._hour:
+            self._hour = hour
+            self._session = _ny_date(ts_us)
+        return self._session
+
+    def update(self, instant: MarketInstant) -> MarketRow:
+        """Advance by one instant (strictly increasing ``ts``) and return its row."""
+        ts = instant.ts
+        ts_us = epoch_us(ts)
+        if ts_us <= self._last_us:
+            raise MarketStateError(f"instants must arrive in increasing ts order; got {ts}")
+        bars = instant.bars
+        unknown = [s for s in bars if s not in self._position]
+        if unknown:
+            raise MarketStateError(f"instant {ts} has bars of unknown symbols {sorted(unknown)}")
+        mismatched = [s for s, b in bars.items() if b.ts != ts]
+        if mismatched:
+            raise MarketStateError(f"bars of {sorted(mismatched)} do not close at {ts}")
+        self._last_us = ts_us
+        previous = self._session
+        session = self._session_of(ts_us)
+        impact = self._impact
+        if session != previous:
+            for state in impact:
+                state.roll(session)
+        n, n_features = len(self._symbols), len(self.feature_names)
+        ohlcv = np.full((5, n), NAN)
+        features = np.full((n, n_features), NAN)
+        has_bar = np.zeros(n, dtype=bool)
+        regime = self._last_regime
+        if bars:
+            closes = {s: bars[s].close for s in self._symbols if s in bars}
+            market_return, market_level = self._market.update(ts, closes)
+            above = counted = 0
+            for symbol, j in self._position.items():
+                if symbol not in bars:
+                    continue
+                bar = bars[symbol]
+                has_bar[j] = True
+                ohlcv[:, j] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+                row = self._features[j].update(
+                    bar, market_return=market_return, market_level=market_level
+                )
+                features[j] = list(row.values())
+                sma = self._breadth[j].update(bar.close)
+                if sma is not None:
+                    counted += 1
+                    above += bar.close > sma
+                impact[j].on_bar(bar.close, bar.volume)
+            breadth = above / counted if counted else None
+            regime = self._last_regime = self._regime.update(ts, market_level, breadth)
+        trends = np.full(self._applicable.shape, NAN)
+        if self._trend_slots.size:
+            trends[:, self._trend_slots] = features[:, self._trend_columns]
+        return MarketRow(
+            ts=ts,
+            open=ohlcv[0],
+            high=ohlcv[1],
+            low=ohlcv[2],
+            close=ohlcv[3],
+            volume=ohlcv[4],
+            features=features,
+            trends=trends,
+            applicable=self._applicable.copy(),
+            regime=regime,
+            daily_vol=np.array([s.daily_vol for s in impact]),
+            adv_shares=np.array([s.adv_shares for s in impact]),
+            has_bar=has_bar,
+        )
+
+    def _slots(self, open_us: int, close_us: int) -> int:
+        """Bars of the base timeframe in a session."""
+        step = self._step_us
+        return 1 if step is None else -(-(close_us - open_us) // step)
+
+    def expected_volume(self, horizon_bars: int) -> FloatArray:
+        """(horizon_bars, n): the expected volume of each symbol's k-th next bar instant, as
+        ``grid.expected_volume[t + 1 + k]`` holds it (NaN without history).
+
+        Slots continue in the current session from the symbol's bar count, then run through the
+        next sessions' slots 0, 1, ... by the calendar. Equal to the grid where the symbol has
+        every bar up to that instant; a slot of a later session that the current session has not
+        reached yet lacks the current session's volume (horizons beyond one session)."""
+        n = len(self._symbols)
+        out = np.full((max(horizon_bars, 0), n), NAN)
+        if horizon_bars <= 0 or self._last_us == -(2**63):
+            return out
+        ts_us = self._last_us
+        sessions = self._calendar.following(ts_us)
+        first = next(sessions, None)
+        if first is None:
+            return out
+        open_us, close_us = first
+        step = self._step_us
+        position = -1  # the instant's bar index in the session (-1: before its open)
+        if open_us < ts_us:
+            position = 0 if step is None else -(-(ts_us - open_us) // step) - 1
+        in_session = max(0, min(horizon_bars, self._slots(open_us, close_us) - position - 1))
+        key = _ny_date(open_us + 1)
+        for j, state in enumerate(self._impact):
+            base = state.count if state.session == key else 0
+            for k in range(in_session):
+                out[k, j] = state.mean_at(base + k)
+        k = in_session
+        while k < horizon_bars:
+            following = next(sessions, None)
+            if following is None:
+                break
+            take = min(horizon_bars - k, self._slots(*following))
+            for j, state in enumerate(self._impact):
+                for slot in range(take):
+                    out[k + slot, j] = state.mean_at(slot)
+            k += take
+        return out
+
+
+def _ny_date(ts_us: int) -> int:
+    """The New York calendar date (ordinal) of an instant in epoch microseconds."""
+    return _utc(ts_us).astimezone(_NEW_YORK).date().toordinal()
+
+
+def _utc(ts_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ts_us)
