@@ -126,9 +126,7 @@ class Backtest:
             gross[t] = float(np.abs(held).sum())
             net[t] = float(held.sum())
             trader.decide(ts_us, self._snapshot(t))
-            working = trader.children(
-                t, ts_us, self._horizon(t + 1, slices), equity[t]
-            )
+            working = trader.children(t, ts_us, self._horizon(t + 1, slices), equity[t])
         return self._result(equity, cash, gross, net)
 
     def _result(
