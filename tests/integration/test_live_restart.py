@@ -1,0 +1,128 @@
+"""A crash mid-session, then a restart: the session resumes from the journal, sends every intent
+exactly once and ends where an uninterrupted session ends."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.test_live_parity import CONFIG, SYMBOLS, _feed
+from tests.live_kit import loaded_model
+from trader_runtime.brokers.base import OrderRequest, OrderStatus
+from trader_runtime.brokers.paper import PaperBroker
+from trader_runtime.live.engine import LiveConfig, LiveEngine, SessionSummary
+from trader_runtime.live.journal import Journal
+
+
+class CrashError(Exception):
+    """The process dies here."""
+
+
+class DyingBroker(PaperBroker):
+    """Dies at its ``die_at``-th order: before accepting it (``accept=False``) or just after.
+    Once dead it does nothing more, as a killed process would not."""
+
+    def __init__(self, *args: object, die_at: int, accept: bool, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.die_at, self.accept, self.seen, self.dead = die_at, accept, 0, False
+
+    async def submit(self, order: OrderRequest) -> OrderStatus:
+        self.seen += 1
+        if self.seen == self.die_at:
+            if self.accept:
+                await super().submit(order)
+            self.dead = True
+            raise CrashError(order.client_order_id)
+        return await super().submit(order)
+
+    async def cancel(self, client_order_id: str) -> OrderStatus | None:
+        return None if self.dead else await super().cancel(client_order_id)
+
+    async def close(self) -> None:
+        if not self.dead:
+            await super().close()
+
+
+def _engine(tmp: Path, broker: PaperBroker, journal: Journal) -> LiveEngine:
+    return LiveEngine(
+        symbols=SYMBOLS,
+        trading=CONFIG,
+        live=LiveConfig(max_bars=150),
+        feed=_feed(),
+        broker=broker,
+        journal=journal,
+        model=loaded_model(),
+    )
+
+
+def _paper(tmp: Path) -> PaperBroker:
+    return PaperBroker(
+        tmp / "paper.json", costs=CONFIG.costs, initial_cash_usd=CONFIG.initial_cash_usd
+    )
+
+
+def _run(engine: LiveEngine) -> SessionSummary:
+    return asyncio.run(engine.run())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Journal, str]:
+    tmp = tmp_path_factory.mktemp("straight")
+    journal = Journal(tmp / "journal.duckdb")
+    engine = _engine(tmp, _paper(tmp), journal)
+    _run(engine)
+    return journal, engine.session_id
+
+
+@pytest.mark.parametrize("accept", [False, True], ids=["before-the-broker", "after-the-broker"])
+def test_a_crash_and_restart_match_an_uninterrupted_session(
+    tmp_path: Path, uninterrupted: tuple[Journal, str], accept: bool
+) -> None:
+    journal = Journal(tmp_path / "journal.duckdb")
+    dying = DyingBroker(
+        tmp_path / "paper.json",
+        costs=CONFIG.costs,
+        initial_cash_usd=CONFIG.initial_cash_usd,
+        die_at=7,
+        accept=accept,
+    )
+    first = _engine(tmp_path, dying, journal)
+    with pytest.raises(CrashError):
+        _run(first)
+    session = first.session_id
+    assert journal.session(session).status == "running"  # resumable
+    pending = journal.intents(session, ["pending"])
+    assert pending  # the dying order and those after it in its bar never left (or never acked)
+
+    restarted = _engine(tmp_path, _paper(tmp_path), journal)
+    summary = _run(restarted)
+    assert restarted.resumed
+    assert restarted.session_id == session
+    assert summary.status == "stopped"  # at max_bars
+
+    broker = _paper(tmp_path)
+    intents = journal.intents(session)
+    ids = [i.client_order_id for i in intents]
+    assert len(ids) == len(set(ids))
+    assert len(broker.orders) == len(ids)  # every intent reached the broker exactly once
+    assert not journal.intents(session, ["pending"])
+
+    reference, ref_session = uninterrupted
+    fills, ref_fills = journal.fills(session), reference.fills(ref_session)
+    assert fills.height == ref_fills.height > 10
+    assert fills["exec_id"].n_unique() == fills.height  # no fill booked twice
+    for column in ("symbol", "qty", "price_usd", "commission_usd"):
+        assert fills[column].to_list() == ref_fills[column].to_list()
+    decisions, ref_decisions = journal.decisions(session), reference.decisions(ref_session)
+    assert decisions["target_weight"].to_list() == ref_decisions["target_weight"].to_list()
+    np.testing.assert_array_equal(
+        journal.equity(session)["equity_usd"].to_numpy()[-5:],
+        reference.equity(ref_session)["equity_usd"].to_numpy()[-5:],
+    )
+    positions = {r["symbol"]: r["qty"] for r in journal.positions(session).iter_rows(named=True)}
+    held = {s: q for s, q in broker.positions.items() if q != 0.0}
+    assert {s: q for s, q in positions.items() if q != 0.0} == held
+    journal.close()
