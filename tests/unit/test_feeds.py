@@ -384,3 +384,13 @@ def test_with_research_start_the_feed_continues_the_research_path_exactly() -> N
 def test_research_start_after_the_warmup_is_refused() -> None:
     with pytest.raises(ConfigError, match="research_start"):
         _synthetic(research_start=date(2024, 1, 11))
+
+
+def test_an_unsorted_replay_frame_is_played_in_time_order() -> None:
+    frames = _frames(5)
+    frames["AAA"] = frames["AAA"].reverse()
+    feed = ReplayFeed(frames, live_start=OPEN, warmup_sessions=0)
+    live = _collect(feed.stream())
+    assert [i.ts for i in live] == [OPEN + timedelta(minutes=m) for m in range(1, 6)]
+    assert [i.bars["AAA"].close for i in live] == frames["AAA"]["close"].reverse().to_list()
+    assert feed.quarantined == []

@@ -341,9 +341,8 @@ class SyntheticFeed:
         else:
             sim_start = sim_first
         last_live: date = live["session"][-1]
-        history_from = (
-            warmup["open_ts"][0] if warmup.height else live["open_ts"][0]
-        )  # bars close after their session's open
+        # bars close after their session's open: history starts after the first warm-up open
+        history_from = warmup["open_ts"][0] if warmup.height else live["open_ts"][0]
         source = SyntheticSource(config)
         frames = {
             s: source.load(BarRequest(s, sim_start, last_live)).filter(pl.col("ts") > history_from)

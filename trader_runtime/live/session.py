@@ -113,6 +113,7 @@ def build_feed(settings: RoboSettings, spec: SessionSpec, symbols: tuple[str, ..
             live_sessions=spec.live_sessions,
             warmup_sessions=spec.warmup_sessions,
             pacing=pacing,
+            research_start=settings.start,  # the live bars continue the research data exactly
         )
     if spec.live_start is None:
         raise ConfigError("the replay feed needs live_start (the first session to replay)")
