@@ -13,6 +13,7 @@ from robo_assets.feature_assets import (
     training_set,
     walk_forward_splits,
 )
+from robo_assets.live_assets import live_trading_session
 from robo_assets.model_assets import trained_models, tuned_models
 from robo_assets.regime_assets import market_regimes
 
@@ -60,6 +61,16 @@ backtest_job = dg.define_asset_job(
     description="Backtest every candidate and the champion, report, and promote through the gates.",
 )
 
+live_trading = dg.define_asset_job(
+    name="live_trading",
+    selection=dg.AssetSelection.assets(live_trading_session),
+    executor_def=dg.in_process_executor,
+    tags={"dagster/max_runtime": "0"},
+    description="A long-running live trading session of the champion (paper broker and synthetic "
+    "market by default; run config picks symbols, duration, feed and broker). Terminate the run to "
+    "stop it cleanly.",
+)
+
 JOBS = (
     market_data_job,
     market_index_job,
@@ -68,4 +79,5 @@ JOBS = (
     training_job,
     tuning_job,
     backtest_job,
+    live_trading,
 )

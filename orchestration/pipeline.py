@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import dagster as dg
 
 from orchestration.definitions import defs
+from robo_assets.live_assets import champion_version
 from robo_assets.partitions import SYMBOL_PARTITIONS_NAME
 from trader_runtime.models.zoo import FAMILIES
 from trader_runtime.settings import RoboSettings
@@ -88,10 +89,19 @@ def run_once(
     describe: Callable[[dg.ExecuteInProcessResult], str],
 ) -> bool:
     started = time.perf_counter()
-    result = _execute(job_name, instance, None)
+    return _report(job_name, _execute(job_name, instance, None), describe, started)
+
+
+def _report(
+    job_name: str,
+    result: dg.ExecuteInProcessResult,
+    describe: Callable[[dg.ExecuteInProcessResult], str],
+    started: float,
+) -> bool:
+    """One terminal line for a finished run; False if it failed."""
     elapsed_s = time.perf_counter() - started
     if not result.success:
-        _say(f"  FAILED in {elapsed_s:.1f}s (run {result.run_id})")
+        _say(f"  {job_name} FAILED (run {result.run_id})")
         for message in _failed(result)[:3]:
             _say(f"      {message}")
         return False
@@ -164,9 +174,67 @@ def _describe_backtest(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
+def live_demo_config(
+    backtest: dg.ExecuteInProcessResult | None, settings: RoboSettings, max_bars: int
+) -> tuple[dict[str, object], str]:
+    """Run config of the closing paper session, and what it trades: the champion, or, when no
+    version passed the gates, the best backtested candidate, named as such (paper only)."""
+    live: dict[str, object] = {
+        "max_bars": max_bars,
+        "speed": 0.0,
+        "observation_interval_s": 5.0,
+        "resume": False,
+    }
+    if champion_version(settings) is not None:
+        return live, "the champion"
+    if backtest is None:
+        raise RuntimeError("no champion and no backtest to pick a candidate from")
+    version = str(_meta(backtest, "performance_report")["best_version"].value)
+    best = _meta(backtest, "performance_report")["best"].value
+    live["model_version"] = version
+    return live, f"{best} (no version passed the gates: the best candidate, on paper only)"
+
+
+def run_live_demo(
+    instance: dg.DagsterInstance,
+    settings: RoboSettings,
+    backtest: dg.ExecuteInProcessResult | None,
+    max_bars: int,
+) -> bool:
+    live, what = live_demo_config(backtest, settings, max_bars)
+    _say(f"  trading {what}")
+    started = time.perf_counter()
+    result = defs.resolve_job_def("live_trading").execute_in_process(
+        instance=instance,
+        run_config={
+            **QUIET_RUN_CONFIG,
+            "ops": {"live_trading_session": {"config": live}},
+        },
+        raise_on_error=False,
+        tags={"robo/launched_by": "make run"},
+    )
+    if not result.success:
+        _say(f"  FAILED: {'; '.join(_failed(result)) or 'see the run in the Dagster UI'}")
+        return False
+    m = _meta(result, "live_trading_session")
+    _say(
+        f"  session {m['session_id'].value}: {m['bars'].value} bars, {m['decisions'].value} "
+        f"decisions, {m['orders'].value} orders, {m['fills'].value} fills, "
+        f"{m['round_trips'].value} round trips; equity {m['equity_start_usd'].value:,.2f} -> "
+        f"{m['equity_end_usd'].value:,.2f} USD (P&L {m['pnl_usd'].value:,.2f}, commissions "
+        f"{m['commission_usd'].value:,.2f}, slippage vs arrival "
+        f"{m['slippage_vs_arrival_bps'].value:.2f} bp) in {time.perf_counter() - started:.0f}s"
+    )
+    _say(f"  journal: {settings.data_dir / 'live' / 'journal.duckdb'}")
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestration.pipeline", description=__doc__)
     parser.add_argument("--symbols", nargs="*", help="limit to these symbols of the universe")
+    parser.add_argument(
+        "--live-bars", type=int, default=390, help="bars of the closing paper session"
+    )
     args = parser.parse_args(argv)
 
     settings = RoboSettings.from_overrides()
@@ -179,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"  registered symbol partitions: {', '.join(new)}")
 
     ok = True
-    stages = 7
+    stages = 8
+    backtest: dg.ExecuteInProcessResult | None = None
     _say(f"[stage 1/{stages}] market data: raw_bars -> bars (validate, quarantine, resample)")
     ok &= run_per_partition("market_data_job", instance, symbols, _describe_bars)
     if ok:
@@ -204,7 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"[stage 7/{stages}] backtest every candidate and the champion, performance report, "
             "champion promotion"
         )
-        ok &= run_once("backtest_job", instance, _describe_backtest)
+        started_s = time.perf_counter()
+        backtest = _execute("backtest_job", instance, None)
+        ok &= _report("backtest_job", backtest, _describe_backtest, started_s)
+    if ok:
+        _say(
+            f"[stage 8/{stages}] live trading: a bounded paper session "
+            f"({args.live_bars} one-minute bars) on the synthetic market after the research period"
+        )
+        ok &= run_live_demo(instance, settings, backtest, args.live_bars)
 
     _say(f"done in {time.perf_counter() - started:.0f}s{'' if ok else ' WITH FAILURES'}")
     _say("where to look:")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from robo_assets.live_assets import ask_reload, champion_version
 from robo_assets.partitions import SYMBOL_PARTITIONS_NAME, symbol_partitions
 from robo_assets.resources import RoboSettingsResource
 
@@ -21,4 +22,34 @@ def universe_sensor(
     return dg.SensorResult(dynamic_partitions_requests=requests)
 
 
-SENSORS = (universe_sensor,)
+@dg.sensor(
+    name="champion_reload_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When the `champion` alias moves to another version while a live_trading run is "
+    "in progress, asks the session to reload its model at the next safe point (between bars).",
+)
+def champion_reload_sensor(
+    context: dg.SensorEvaluationContext, robo: RoboSettingsResource
+) -> dg.SkipReason:
+    settings = robo.settings()
+    version = champion_version(settings) or ""
+    previous = context.cursor
+    context.update_cursor(version)
+    if previous is None or version == previous:
+        return dg.SkipReason(f"champion is version {version or '(none)'}")
+    running = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name="live_trading", statuses=[dg.DagsterRunStatus.STARTED])
+    )
+    if not version or not running:
+        return dg.SkipReason(
+            f"champion moved {previous or '(none)'} -> {version or '(none)'}; "
+            "no live session to reload"
+        )
+    ask_reload(settings)
+    return dg.SkipReason(
+        f"champion moved {previous or '(none)'} -> {version}: asked the live session to reload"
+    )
+
+
+SENSORS = (universe_sensor, champion_reload_sensor)

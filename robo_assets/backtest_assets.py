@@ -164,6 +164,7 @@ def performance_report(
         metadata={
             "metrics": table_preview(table.select(shown), rows=table.height),
             "best": best.candidate.label,
+            "best_version": best.candidate.version,
             "best_tearsheet": dg.MetadataValue.path(str(best.tearsheet)),
             "best_metrics": {k: round(v, 6) for k, v in best.metrics.items()},
             **{f"best_{name}": png_markdown(fig, alt=name) for name, fig in best.figures.items()},

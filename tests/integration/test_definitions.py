@@ -18,6 +18,7 @@ def test_asset_graph_snapshot() -> None:
         "champion_model",
         "features",
         "labels",
+        "live_trading_session",
         "market_index",
         "market_regimes",
         "oos_predictions",
@@ -54,6 +55,7 @@ def test_asset_graph_snapshot() -> None:
         ],
         "performance_report": ["backtest"],
         "champion_model": ["performance_report"],
+        "live_trading_session": ["champion_model"],
     }
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
     assert checks == [
@@ -97,6 +99,9 @@ def test_jobs_and_sensors_are_registered() -> None:
         "training_data_job",
         "training_job",
         "tuning_job",
+        "backtest_job",
+        "live_trading",
     ):
         assert defs.resolve_job_def(job).name == job
-    assert defs.resolve_sensor_def("universe_sensor").name == "universe_sensor"
+    for sensor in ("universe_sensor", "champion_reload_sensor"):
+        assert defs.resolve_sensor_def(sensor).name == sensor
