@@ -41,7 +41,11 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
     assert proc.returncode == 0, text
     assert "[1/2] SP500" in text
     assert "[2/2] AAA" in text
-    assert "[stage 7/7] backtest" in text
+    assert "[stage 7/8] backtest" in text
+    assert "[stage 8/8] live trading" in text
+    assert "390 bars" in text
+    assert "decisions" in text
+    assert "fills" in text
     assert "tear sheet:" in text
     assert "champion:" in text
     assert list((robo_env.data_dir / "reports").glob("*-v*.html")), "no tear sheet written"
@@ -72,6 +76,7 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
         "training_job",
         "tuning_job",
         "backtest_job",
+        "live_trading",
     }
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert sorted(instance.get_dynamic_partitions("symbols")) == ["AAA", "SP500"]
