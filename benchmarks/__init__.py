@@ -8,5 +8,6 @@ from benchmarks import (
     backtest,  # noqa: F401  (registers "backtest")
     features,  # noqa: F401  (registers "features")
     ingest,  # noqa: F401  (registers "ingest")
+    latency,  # noqa: F401  (registers "latency")
     training,  # noqa: F401  (registers "training")
 )

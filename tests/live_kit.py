@@ -69,6 +69,7 @@ def register_model(
 ) -> str:
     """Log and register the small model; tag its feature set; point ``alias`` at it."""
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("live-kit")  # not an experiment id left active by another store
     pipeline = trained_pipeline()
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(

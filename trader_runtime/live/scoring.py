@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import sklearn  # type: ignore[import-untyped]
 
 from trader_runtime.errors import RoboTraderError
 
@@ -69,10 +69,14 @@ class LoadedModel:
         rows = np.flatnonzero(~np.all(np.isnan(features), axis=1))
         if rows.size == 0:
             return out
-        frame = pd.DataFrame(features[rows], columns=list(self.feature_names))
-        with warnings.catch_warnings():
+        # a plain array and no re-validation: the columns are checked once at load time, and
+        # pandas plus scikit-learn's per-call checks cost more than the model itself
+        with (
+            warnings.catch_warnings(),
+            sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+        ):
             warnings.simplefilter("ignore", UserWarning)
-            proba = self.model.predict_proba(frame)
+            proba = self.model.predict_proba(features[rows])
         out[rows] = np.asarray(proba, dtype=np.float64)[:, 1]
         return out
 

@@ -1,0 +1,141 @@
+"""Benchmark ``latency``: decision latency of the live engine, bar arrival to order intents.
+
+The live engine runs a session on the synthetic feed (no pacing) with the paper broker and a
+journal in a temporary directory, and reports per bar the time of the market state update
+(streaming features, regime, impact inputs), booking, model scoring, the decision core, sizing and
+the risk-checked children: everything between a bar's arrival and its order intents. The journal
+commit that follows (before any order goes out) is reported on its own.
+
+The model: the project's champion when its registry has one (``mlruns/``), else each family of
+the zoo fitted on one month of synthetic features (one symbol), so the figure says what the
+engine costs around each kind of model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from benchmarks.harness import Measurement, progress, register
+from trader_runtime.brokers.paper import PaperBroker
+from trader_runtime.decision.config import TradingConfig
+from trader_runtime.features.batch import compute_features, market_index
+from trader_runtime.features.spec import DEFAULT_FEATURE_SET
+from trader_runtime.live.engine import LiveConfig, LiveEngine
+from trader_runtime.live.feeds import Pacing, SyntheticFeed
+from trader_runtime.live.journal import Journal
+from trader_runtime.live.scoring import LoadedModel, ModelLoadError, ModelRef, load_model
+from trader_runtime.market.resample import resample_bars
+from trader_runtime.market.timeframes import Timeframe
+from trader_runtime.models.zoo import FAMILIES, Family, make_model
+from trader_runtime.settings import RoboSettings
+from trader_runtime.sources.base import BarRequest
+from trader_runtime.sources.synthetic import SyntheticMarketConfig, SyntheticSource
+
+NAME = "latency"
+NAMES = DEFAULT_FEATURE_SET.feature_names(Timeframe.M1)
+LIVE_START = date(2024, 7, 1)
+
+
+def _fitted(family: Family) -> LoadedModel:
+    source = SyntheticSource(SyntheticMarketConfig(seed=3, signal_strength=0.1))
+    m1 = source.load(BarRequest("FIT", date(2024, 5, 1), date(2024, 5, 31)))
+    bars = {Timeframe.M1: m1} | {
+        tf: resample_bars(m1, tf) for tf in DEFAULT_FEATURE_SET.higher_timeframes
+    }
+    feats = compute_features(bars, market=market_index([m1.select("ts", "close")]))
+    target = (m1["close"].shift(-15) / m1["close"] > 1.0).cast(pl.Int8)
+    frame = feats.with_columns(target=target).drop_nulls("target")
+    model = make_model(family, seed=0)
+    model.fit(frame.select(NAMES).to_pandas(), frame["target"].to_numpy())
+    ref = ModelRef("bench", "0", "", family, DEFAULT_FEATURE_SET.spec_hash, None)
+    return LoadedModel(ref, model, NAMES)
+
+
+def _models() -> list[tuple[str, LoadedModel]]:
+    settings = RoboSettings.from_overrides()
+    try:
+        champion = load_model(
+            settings.mlflow_tracking_uri,
+            settings.registered_model,
+            expected_feature_set_hash=DEFAULT_FEATURE_SET.spec_hash,
+            expected_features=NAMES,
+        )
+        return [(f"champion v{champion.version} ({champion.ref.family})", champion)]
+    except ModelLoadError as exc:
+        progress(f"{NAME}: no usable champion ({exc}); timing each family of the zoo")
+    return [(family, _fitted(family)) for family in FAMILIES]
+
+
+def _session(
+    symbols: tuple[str, ...], model: LoadedModel, warmup: int, max_bars: int, tmp: Path
+) -> LiveEngine:
+    config = TradingConfig()
+    engine = LiveEngine(
+        symbols=symbols,
+        trading=config,
+        live=LiveConfig(max_bars=max_bars),
+        feed=SyntheticFeed(
+            symbols,
+            config=SyntheticMarketConfig(seed=7, signal_strength=0.1),
+            live_start=LIVE_START,
+            live_sessions=1,
+            warmup_sessions=warmup,
+            pacing=Pacing(speed=0.0),
+        ),
+        broker=PaperBroker(
+            tmp / "paper.json", costs=config.costs, initial_cash_usd=config.initial_cash_usd
+        ),
+        journal=Journal(tmp / "journal.duckdb"),
+        model=model,
+    )
+    asyncio.run(engine.run())
+    engine.journal.close()
+    return engine
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+@register(NAME)
+def run(quick: bool) -> list[Measurement]:
+    """Live engine, bar arrival to order intents: one symbol (p50, p99) and 100 symbols (p99)."""
+    one_bars = 120 if quick else 390
+    universe = 20 if quick else 100
+    universe_bars = 20 if quick else 60
+    out: list[Measurement] = []
+    for label, model in _models():
+        progress(f"{NAME}: one symbol, {one_bars} bars, model {label}")
+        with tempfile.TemporaryDirectory(prefix="robo-bench-latency-") as tmp:
+            engine = _session(("SYNA",), model, 5, one_bars, Path(tmp))
+        samples = list(engine.latencies_us)[1:]  # the first bar loads the calendar year
+        commits = list(engine.commit_us)[1:]
+        extra = {"model": label, "bars": len(samples), "symbols": 1}
+        out += [
+            Measurement(NAME, "decision_p50_us", _pct(samples, 50), "us", extra),
+            Measurement(NAME, "decision_p99_us", _pct(samples, 99), "us", extra),
+            Measurement(
+                NAME,
+                "journal_commit_p99_us",
+                _pct(commits, 99),
+                "us",
+                {**extra, "note": "the DuckDB commit before orders go out (checkpoint included)"},
+            ),
+        ]
+        symbols = tuple(f"U{i:03d}" for i in range(universe))
+        progress(f"{NAME}: {universe} symbols, {universe_bars} bars, model {label}")
+        with tempfile.TemporaryDirectory(prefix="robo-bench-latency-") as tmp:
+            engine = _session(symbols, model, 2, universe_bars, Path(tmp))
+        samples = list(engine.latencies_us)[1:]
+        extra = {"model": label, "bars": len(samples), "symbols": universe}
+        out += [
+            Measurement(NAME, "universe_p50_ms", _pct(samples, 50) / 1000.0, "ms", extra),
+            Measurement(NAME, "universe_p99_ms", _pct(samples, 99) / 1000.0, "ms", extra),
+        ]
+    return out
