@@ -116,7 +116,7 @@ def run(quick: bool) -> list[Measurement]:
             engine = _session(("SYNA",), model, 5, one_bars, Path(tmp))
         samples = list(engine.latencies_us)[1:]  # the first bar loads the calendar year
         commits = list(engine.commit_us)[1:]
-        extra = {"model": label, "bars": len(samples), "symbols": 1}
+        extra = {"model": label, "bars": len(samples), "symbols": 1, "note": f"model {label}"}
         out += [
             Measurement(NAME, "decision_p50_us", _pct(samples, 50), "us", extra),
             Measurement(NAME, "decision_p99_us", _pct(samples, 99), "us", extra),
@@ -125,7 +125,11 @@ def run(quick: bool) -> list[Measurement]:
                 "journal_commit_p99_us",
                 _pct(commits, 99),
                 "us",
-                {**extra, "note": "the DuckDB commit before orders go out (checkpoint included)"},
+                {
+                    **extra,
+                    "note": f"model {label}: the DuckDB commit before orders go out "
+                    "(checkpoint included)",
+                },
             ),
         ]
         symbols = tuple(f"U{i:03d}" for i in range(universe))
@@ -133,7 +137,12 @@ def run(quick: bool) -> list[Measurement]:
         with tempfile.TemporaryDirectory(prefix="robo-bench-latency-") as tmp:
             engine = _session(symbols, model, 2, universe_bars, Path(tmp))
         samples = list(engine.latencies_us)[1:]
-        extra = {"model": label, "bars": len(samples), "symbols": universe}
+        extra = {
+            "model": label,
+            "bars": len(samples),
+            "symbols": universe,
+            "note": f"model {label}",
+        }
         out += [
             Measurement(NAME, "universe_p50_ms", _pct(samples, 50) / 1000.0, "ms", extra),
             Measurement(NAME, "universe_p99_ms", _pct(samples, 99) / 1000.0, "ms", extra),
