@@ -189,10 +189,11 @@ def live_demo_config(
         return live, "the champion"
     if backtest is None:
         raise RuntimeError("no champion and no backtest to pick a candidate from")
-    version = str(_meta(backtest, "performance_report")["best_version"].value)
-    best = _meta(backtest, "performance_report")["best"].value
-    live["model_version"] = version
-    return live, f"{best} (no version passed the gates: the best candidate, on paper only)"
+    report = _meta(backtest, "performance_report")
+    live["model_version"] = str(report["best_version"].value)
+    return live, (
+        f"{report['best'].value} (no version passed the gates: the best candidate, on paper only)"
+    )
 
 
 def run_live_demo(

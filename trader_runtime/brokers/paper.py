@@ -26,7 +26,7 @@ from trader_runtime.brokers.base import (
     OrderStatus,
     Reconciliation,
 )
-from trader_runtime.execution.costs import CostModel
+from trader_runtime.execution.costs import CostModel, Fill
 from trader_runtime.execution.fills import simulate_fill
 
 PAPER_ACCOUNT = "DU0000000"
@@ -151,17 +151,7 @@ class PaperBroker:
             filled = 0.0
             if fill is not None:
                 filled = fill.qty
-                self._execute(
-                    status,
-                    request,
-                    ts,
-                    fill.qty,
-                    fill.price_usd,
-                    fill.reference_usd,
-                    fill.commission_usd,
-                    fill.spread_cost_usd,
-                    fill.impact_cost_usd,
-                )
+                self._execute(status, ts, fill)
             if filled == status.qty:
                 self._finish(status, "filled", filled, None)
             else:
@@ -171,35 +161,23 @@ class PaperBroker:
         self.last_quotes.update(quotes)
         self._save()
 
-    def _execute(
-        self,
-        status: OrderStatus,
-        request: OrderRequest,
-        ts: datetime,
-        qty: float,
-        price: float,
-        reference: float,
-        commission: float,
-        spread: float,
-        impact: float,
-    ) -> None:
+    def _execute(self, status: OrderStatus, ts: datetime, fill: Fill) -> None:
         execution = Execution(
             exec_id=f"X{len(self.executions) + 1:09d}",
             client_order_id=status.client_order_id,
             symbol=status.symbol,
-            qty=qty,
-            price_usd=price,
-            reference_usd=reference,
-            commission_usd=commission,
-            spread_cost_usd=spread,
-            impact_cost_usd=impact,
+            qty=fill.qty,
+            price_usd=fill.price_usd,
+            reference_usd=fill.reference_usd,
+            commission_usd=fill.commission_usd,
+            spread_cost_usd=fill.spread_cost_usd,
+            impact_cost_usd=fill.impact_cost_usd,
             ts=ts,
         )
         self.executions.append(execution)
         self._new_execs.append(execution)
-        self.cash_usd += -qty * price - commission
-        self.positions[status.symbol] = self.positions.get(status.symbol, 0.0) + qty
-        del request
+        self.cash_usd += fill.cash_flow_usd
+        self.positions[status.symbol] = self.positions.get(status.symbol, 0.0) + fill.qty
 
     async def settle(self) -> None:
         """Fill what is still working at each symbol's last close, without a participation cap
@@ -216,17 +194,7 @@ class PaperBroker:
                 adv_shares=quote.adv_shares,
             )
             assert self.last_bar is not None
-            self._execute(
-                status,
-                self.requests[status.client_order_id],
-                self.last_bar,
-                fill.qty,
-                fill.price_usd,
-                fill.reference_usd,
-                fill.commission_usd,
-                fill.spread_cost_usd,
-                fill.impact_cost_usd,
-            )
+            self._execute(status, self.last_bar, fill)
             self._finish(status, "filled", fill.qty, "settled at the last close")
         self._save()
 

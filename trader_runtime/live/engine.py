@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,7 +104,6 @@ class Observation:
     cash_usd: float
     positions: dict[str, float]
     regime: str
-    regimes: dict[str, str]
     fills: int
     orders: int
     slippage_bps: float
@@ -120,7 +119,8 @@ class Observation:
             "cash_usd": round(self.cash_usd, 2),
             "positions": json.dumps({s: q for s, q in self.positions.items() if q}),
             "regime": self.regime,
-            "regime_by_symbol": json.dumps(self.regimes),
+            # the regime is the market's: every symbol trades under it
+            "regime_by_symbol": json.dumps(dict.fromkeys(self.positions, self.regime)),
             "fills": self.fills,
             "orders": self.orders,
             "slippage_vs_arrival_bps": round(self.slippage_bps, 3),
@@ -242,6 +242,7 @@ class LiveEngine:
         self._stop = asyncio.Event()
         self._reload = False
         self._late_final: list[OrderStatus] = []
+        self._finished: list[OrderStatus] = []  # finished orders booked, not yet journaled
         self._last_bar_wall = time.monotonic()
         self._stale = False
         self._last_observation = -math.inf
@@ -396,19 +397,7 @@ class LiveEngine:
         ts = state.last_ts or _now()
         fills = self._book(max(state.bar - 1, 0), ts, missed, finals)
         self._event("reconciled", {"missed_fills": len(fills), "finished_orders": len(finals)})
-        self.journal.commit_bar(
-            BarCommit(
-                session_id=self.session_id,
-                ts=ts,
-                fills=fills,
-                decisions=(),
-                intents=(),
-                positions=self._positions(),
-                equity=None,
-                events=self._drain_events(),
-                checkpoint=self._checkpoint(),
-            )
-        )
+        self._commit(ts, fills=fills)
 
     # -- the bar loop --------------------------------------------------------------------------
 
@@ -438,14 +427,11 @@ class LiveEngine:
             if self._reload:
                 await self._reload_model()
             await self._on_instant(instant)
-            if self.live.max_bars is not None and self._live_bars() >= self.live.max_bars:
+            if self.live.max_bars is not None and state.bar >= self.live.max_bars:
                 self._stop_reason = self._stop_reason or f"max_bars {self.live.max_bars} reached"
                 return
             if self._stop.is_set():
                 return
-
-    def _live_bars(self) -> int:
-        return self.state.bar
 
     async def _on_instant(self, instant: MarketInstant) -> None:
         self._last_bar_wall = time.monotonic()
@@ -533,26 +519,12 @@ class LiveEngine:
         trader.decisions.clear()
         trader.ledger.fills.clear()
         trader.refusals.clear()
-        held = trader.book.holdings_usd()
-        self.journal.commit_bar(
-            BarCommit(
-                session_id=self.session_id,
-                ts=row.ts,
-                fills=fills,
-                decisions=decisions,
-                intents=intents,
-                positions=self._positions(),
-                equity=EquityRecord(
-                    ts=row.ts,
-                    equity_usd=equity,
-                    cash_usd=trader.book.cash,
-                    gross_usd=float(np.abs(held).sum()),
-                    net_usd=float(held.sum()),
-                    regime=row.regime.value,
-                ),
-                events=self._drain_events(),
-                checkpoint=self._checkpoint(),
-            )
+        self._commit(
+            row.ts,
+            fills=fills,
+            decisions=decisions,
+            intents=intents,
+            equity=self._equity_record(row.ts, equity, row.regime.value),
         )
         self.commit_us.append((time.perf_counter_ns() - decided) / 1000.0)
         return intents
@@ -614,15 +586,7 @@ class LiveEngine:
             if child is None:
                 continue
             trader.child_done(child, status.filled_qty)
-            self.journal.record_order_status(
-                session_id=self.session_id,
-                client_order_id=status.client_order_id,
-                broker_order_id=status.broker_order_id,
-                status=status.state,
-                filled_qty=status.filled_qty,
-                remaining_qty=status.qty - status.filled_qty,
-                at=_now(),
-            )
+            self._finished.append(status)  # journaled with the bar's commit
         trader.ledger.fills.clear()
         return out
 
@@ -787,7 +751,6 @@ class LiveEngine:
             cash_usd=book.cash,
             positions={s: float(book.position[j]) for j, s in enumerate(self.symbols)},
             regime=state.regime,
-            regimes=dict.fromkeys(self.symbols, state.regime),
             fills=state.n_fills,
             orders=state.n_orders,
             slippage_bps=self._slippage_bps(),
@@ -871,28 +834,8 @@ class LiveEngine:
             trader.cancel_all()
             equity = trader.book.value_at(trader.book.mark)
             state.equity_usd = equity
-            held = trader.book.holdings_usd()
             self._event("stopped", {"reason": self._stop_reason or "feed ended"})
-            self.journal.commit_bar(
-                BarCommit(
-                    session_id=self.session_id,
-                    ts=ts,
-                    fills=fills,
-                    decisions=(),
-                    intents=(),
-                    positions=self._positions(),
-                    equity=EquityRecord(
-                        ts=ts,
-                        equity_usd=equity,
-                        cash_usd=trader.book.cash,
-                        gross_usd=float(np.abs(held).sum()),
-                        net_usd=float(held.sum()),
-                        regime=state.regime,
-                    ),
-                    events=self._drain_events(),
-                    checkpoint=self._checkpoint(),
-                )
-            )
+            self._commit(ts, fills=fills, equity=self._equity_record(ts, equity, state.regime))
 
         await self._in_worker(book)
 
@@ -901,22 +844,61 @@ class LiveEngine:
         assert state.last_ts is not None
         children = state.trader.flatten_children(state.bar, epoch_us(state.last_ts))
         intents = self._intents(state.last_ts, state.bar, children)
-        self.journal.commit_bar(
-            BarCommit(
-                session_id=self.session_id,
-                ts=state.last_ts,
-                fills=(),
-                decisions=(),
-                intents=intents,
-                positions=(),
-                equity=None,
-                events=(),
-                checkpoint=self._checkpoint(),
-            )
-        )
+        # no positions snapshot: the book has not moved, the journal keeps the last one
+        self._commit(state.last_ts, intents=intents, snapshot=False)
         return intents
 
     # -- records -------------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        ts: datetime,
+        *,
+        fills: Sequence[FillRecord] = (),
+        decisions: Sequence[DecisionRecord] = (),
+        intents: Sequence[IntentRecord] = (),
+        equity: EquityRecord | None = None,
+        snapshot: bool = True,
+    ) -> None:
+        """One journal transaction: what happened, the positions (and pending events) when
+        ``snapshot``, and a checkpoint of the engine state after it. The orders that finished
+        are journaled just before (a restart from the previous checkpoint records them again)."""
+        finished, self._finished = self._finished, []
+        for status in finished:
+            self.journal.record_order_status(
+                session_id=self.session_id,
+                client_order_id=status.client_order_id,
+                broker_order_id=status.broker_order_id,
+                status=status.state,
+                filled_qty=status.filled_qty,
+                remaining_qty=status.qty - status.filled_qty,
+                at=_now(),
+            )
+        self.journal.commit_bar(
+            BarCommit(
+                session_id=self.session_id,
+                ts=ts,
+                fills=fills,
+                decisions=decisions,
+                intents=intents,
+                positions=self._positions() if snapshot else (),
+                equity=equity,
+                events=self._drain_events() if snapshot else (),
+                checkpoint=self._checkpoint(),
+            )
+        )
+
+    def _equity_record(self, ts: datetime, equity_usd: float, regime: str) -> EquityRecord:
+        book = self.state.trader.book
+        held = book.holdings_usd()
+        return EquityRecord(
+            ts=ts,
+            equity_usd=equity_usd,
+            cash_usd=book.cash,
+            gross_usd=float(np.abs(held).sum()),
+            net_usd=float(held.sum()),
+            regime=regime,
+        )
 
     def _positions(self) -> list[PositionRecord]:
         book = self.state.trader.book

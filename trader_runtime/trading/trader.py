@@ -106,7 +106,7 @@ class Trader:
 
     # -- 3. decisions --------------------------------------------------------------------------
 
-    def committed_shares(self, equity_usd: float) -> FloatArray:
+    def committed_shares(self) -> FloatArray:
         """Positions, with each working parent's target in place of its symbol's position."""
         committed = self.book.position.copy()
         for j, order in enumerate(self.orders):
@@ -121,7 +121,7 @@ class Trader:
         equity = book.value_at(bar.close)
         view = PortfolioView(
             equity_usd=equity,
-            committed_shares=self.committed_shares(equity),
+            committed_shares=self.committed_shares(),
             position_shares=book.position.copy(),
             avg_entry_usd=book.avg_entry.copy(),
         )
