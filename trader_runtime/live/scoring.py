@@ -17,6 +17,7 @@ import numpy.typing as npt
 import sklearn  # type: ignore[import-untyped]
 
 from trader_runtime.errors import RoboTraderError
+from trader_runtime.models.inference import Predictor, compile_pipeline
 
 FloatArray = npt.NDArray[np.float64]
 FEATURE_SET_TAG = "feature_set_hash"
@@ -52,16 +53,25 @@ class ModelRef:
 
 
 class LoadedModel:
-    """A registered scikit-learn pipeline and its feature columns, ready to score."""
+    """A registered scikit-learn pipeline and its feature columns, ready to score.
+
+    Scoring goes through ``trader_runtime.models.inference.compile_pipeline`` when its native
+    predictor gives the pipeline's own probabilities bit for bit on a probe of rows (checked
+    here, once); otherwise through the pipeline. ``native`` says which."""
 
     def __init__(self, ref: ModelRef, model: Any, feature_names: tuple[str, ...]) -> None:
         self.ref = ref
         self.model = model
         self.feature_names = feature_names
+        self._native = _checked_native(model, len(feature_names))
 
     @property
     def version(self) -> str:
         return self.ref.version
+
+    @property
+    def native(self) -> bool:
+        return self._native is not None
 
     def predict(self, features: FloatArray) -> FloatArray:
         """Probabilities per row of ``features`` (NaN for an all-NaN row: a symbol without a bar)."""
@@ -69,16 +79,52 @@ class LoadedModel:
         rows = np.flatnonzero(~np.all(np.isnan(features), axis=1))
         if rows.size == 0:
             return out
-        # a plain array and no re-validation: the columns are checked once at load time, and
-        # pandas plus scikit-learn's per-call checks cost more than the model itself
-        with (
-            warnings.catch_warnings(),
-            sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
-        ):
-            warnings.simplefilter("ignore", UserWarning)
-            proba = self.model.predict_proba(features[rows])
-        out[rows] = np.asarray(proba, dtype=np.float64)[:, 1]
+        if self._native is not None:
+            out[rows] = self._native(features[rows])
+        else:
+            out[rows] = _pipeline_positive(self.model, features[rows])
         return out
+
+
+def _pipeline_positive(model: Any, features: FloatArray) -> FloatArray:
+    # a plain array and no re-validation: the columns are checked once at load time, and
+    # pandas plus scikit-learn's per-call checks cost more than the model itself
+    with (
+        warnings.catch_warnings(),
+        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+    ):
+        warnings.simplefilter("ignore", UserWarning)
+        proba = model.predict_proba(features)
+    return np.asarray(proba, dtype=np.float64)[:, 1]
+
+
+def _probe(model: Any, n_features: int, n_rows: int = 64) -> FloatArray:
+    """Rows spread around the training statistics (some values missing), seeded."""
+    rng = np.random.default_rng(20240102)
+    scaler = getattr(model, "named_steps", {}).get("scale")
+    mean = getattr(scaler, "mean_", np.zeros(n_features))
+    scale = getattr(scaler, "scale_", np.ones(n_features))
+    rows = mean + scale * rng.standard_normal((n_rows, n_features)) * 1.5
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _checked_native(model: Any, n_features: int) -> Predictor | None:
+    """The native predictor if it equals the pipeline bit for bit, row by row and in a batch."""
+    try:
+        native = compile_pipeline(model)
+        if native is None:
+            return None
+        probe = _probe(model, n_features)
+        if not np.array_equal(native(probe), _pipeline_positive(model, probe)):
+            return None
+        for row in probe[:8]:
+            one = row[None, :]
+            if not np.array_equal(native(one), _pipeline_positive(model, one)):
+                return None
+    except Exception:  # any surprise in a model's internals: keep the pipeline
+        return None
+    return native
 
 
 def resolve(
