@@ -1446,9 +1446,13 @@ def _market_beta(g: _Graph, s: IndicatorSpec) -> Reader:
     return lambda: node.value
 
 
+def _log_market_level(t: _Tick) -> float:
+    return _log(t.market_level)
+
+
 def _market_relative_return(g: _Graph, s: IndicatorSpec) -> Reader:
     lag, logs = _p(s, "lag"), _closes(g)
-    levels = g.node(("log", "market_level"), lambda: _LogHistory(lambda t: _log(t.market_level)))
+    levels = g.node(("log", "market_level"), lambda: _LogHistory(_log_market_level))
     logs.need(lag)
     levels.need(lag)
     return lambda: logs.diff(lag) - levels.diff(lag)
@@ -1553,6 +1557,7 @@ class _HigherTimeframe:
         "_open",
         "_pending",
         "_readers",
+        "_specs",
         "_step",
         "_volume",
         "values",
@@ -1562,6 +1567,7 @@ class _HigherTimeframe:
         minutes = timeframe.minutes
         self._step = 0 if minutes is None else minutes * _MINUTE_US
         self._graph = _Graph()
+        self._specs = specs
         self._readers = [_reader(self._graph, s) for s in specs]
         self.values: list[float] = [NAN] * len(specs)
         self._pending = -1  # close (epoch us) of the bucket being built, -1 if none
@@ -1595,6 +1601,13 @@ class _HigherTimeframe:
         if bucket <= ts_us:
             self._emit()
 
+    def __getstate__(self) -> dict[str, object]:
+        return _slots_state(self, without=("_readers",))
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        _restore_slots(self, state)
+        self._readers = [_reader(self._graph, s) for s in self._specs]
+
     def _emit(self) -> None:
         self._graph.step(self._open, self._high, self._low, self._close, self._volume)
         self.values = [read() for read in self._readers]
@@ -1623,11 +1636,13 @@ class StreamingFeatures:
         "_level",
         "_names",
         "_sessions",
+        "_spec",
     )
 
     def __init__(
         self, spec: FeatureSetSpec = DEFAULT_FEATURE_SET, base: Timeframe = Timeframe.M1
     ) -> None:
+        self._spec = spec
         self._names = spec.feature_names(base)
         self._base = _Graph()
         self._base_readers = [_reader(self._base, s) for s in spec.base]
@@ -1638,6 +1653,16 @@ class StreamingFeatures:
         self._sessions = _Sessions()
         self._last_us = -(2**63)
         self._level = NAN
+
+    def __getstate__(self) -> dict[str, object]:
+        # the readers are closures over the graph's nodes: rebuilt from the spec on restore, so
+        # the state pickles with the standard pickle (the graph memoises its nodes by key)
+        return _slots_state(self, without=("_base_readers", "_cross_readers"))
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        _restore_slots(self, state)
+        self._base_readers = [_reader(self._base, s) for s in self._spec.base]
+        self._cross_readers = [_reader(self._base, s) for s in self._spec.cross_asset]
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -1682,6 +1707,19 @@ class StreamingFeatures:
         """How many values the indicator state holds (ring buffers, windows); bounded by the
         spec's periods, whatever the number of bars seen. The session cache is not counted."""
         return _count_buffered([self._base, *self._higher])
+
+
+def _slots_state(obj: object, *, without: tuple[str, ...]) -> dict[str, object]:
+    return {
+        name: getattr(obj, name)
+        for name in type(obj).__slots__  # type: ignore[attr-defined]
+        if name not in without and hasattr(obj, name)
+    }
+
+
+def _restore_slots(obj: object, state: dict[str, object]) -> None:
+    for name, value in state.items():
+        setattr(obj, name, value)
 
 
 def _count_buffered(root: object) -> int:

@@ -22,6 +22,7 @@ continues the feed after the checkpoint's bar.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import pickle
@@ -36,7 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import cloudpickle
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -285,6 +285,10 @@ class LiveEngine:
         try:
             await self._open_session(account)
             await self._reconcile()
+            # the model, the warmed-up state and the imports are long-lived: move them out of
+            # the collector's generations so a collection mid-bar walks only the bar's garbage
+            gc.collect()
+            gc.freeze()
             status = await self._trade()
             return await self._shutdown(status, self._stop_reason or "feed ended")
         except BaseException:
@@ -292,6 +296,7 @@ class LiveEngine:
             await self._abort()
             raise
         finally:
+            gc.unfreeze()
             self._pool.shutdown(wait=True)
 
     async def _abort(self) -> None:
@@ -921,8 +926,8 @@ class LiveEngine:
         return events
 
     def _checkpoint(self) -> bytes:
-        # cloudpickle: the streaming feature graph holds closures that pickle cannot serialise
-        return bytes(cloudpickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL))
+        # the standard pickle: the streaming features rebuild their reader closures on restore
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _now() -> datetime:
