@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from trader_runtime.brokers.ib.config import IbConfig
 from trader_runtime.decision.config import TradingConfig
 from trader_runtime.errors import ConfigError
 from trader_runtime.market.timeframes import Timeframe
@@ -101,6 +102,9 @@ class RoboSettings(BaseSettings):
 
     # champion promotion gates
     promotion: PromotionGates = PromotionGates()
+
+    # Interactive Brokers (ROBO_IB__PORT=4002, ROBO_IB__CLIENT_ID=17, ROBO_IB__MODE=paper, ...)
+    ib: IbConfig = IbConfig()
 
     # paths
     data_dir: Path = Path("data")

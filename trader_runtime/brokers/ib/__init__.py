@@ -1,0 +1,1 @@
+"""Interactive Brokers adapter; only this package imports ib_async."""
