@@ -37,7 +37,7 @@ class LiveTradingConfig(dg.Config):
     symbols: list[str] | None = Field(default=None, description="default: the universe")
     broker: str = Field(default="paper", description="paper | ibkr")
     mode: str = Field(default="paper", description="paper | live (live needs a real broker)")
-    feed: str = Field(default="synthetic", description="synthetic | replay")
+    feed: str = Field(default="synthetic", description="synthetic | replay | ibkr")
     live_start: str | None = Field(
         default=None, description="first session to trade (default: the one after the data)"
     )
@@ -50,6 +50,14 @@ class LiveTradingConfig(dg.Config):
     flatten_on_stop: bool = False
     resume: bool = True
     observation_interval_s: float = 60.0
+    ib_host: str | None = Field(default=None, description="default: ROBO_IB__HOST (127.0.0.1)")
+    ib_port: int | None = Field(default=None, description="default: ROBO_IB__PORT (4002)")
+    ib_client_id: int | None = Field(default=None, description="default: ROBO_IB__CLIENT_ID")
+    ib_account: str | None = Field(default=None, description="default: the only managed one")
+    live_trading_enabled: bool = Field(
+        default=False, description="the second explicit flag live mode needs"
+    )
+    allow_port_mismatch: bool = False
 
     def spec(self) -> SessionSpec:
         return SessionSpec(
@@ -67,6 +75,12 @@ class LiveTradingConfig(dg.Config):
             flatten_on_stop=self.flatten_on_stop,
             resume=self.resume,
             observation_interval_s=self.observation_interval_s,
+            ib_host=self.ib_host,
+            ib_port=self.ib_port,
+            ib_client_id=self.ib_client_id,
+            ib_account=self.ib_account,
+            live_trading_enabled=self.live_trading_enabled,
+            allow_port_mismatch=self.allow_port_mismatch,
         )
 
 

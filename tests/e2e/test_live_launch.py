@@ -133,3 +133,45 @@ def test_a_bounded_session_ends_in_success(robo_env: RoboEnv) -> None:
     assert meta["bars"].value == 60
     assert meta["status"].value == "stopped"
     assert meta["reason"].value == "max_bars 60 reached"
+
+
+@pytest.mark.timeout(300)
+def test_a_launched_session_trades_at_the_fake_ib_gateway(robo_env: RoboEnv) -> None:
+    """Run config selects the ibkr broker and feed; the session trades through the real ib_async
+    client at the project's fake gateway and ends in SUCCESS at max_bars."""
+    from tests.ib_kit import Clock, loaded_gateway, on, realtime_subscriptions
+
+    log = robo_env.root / "launch.log"
+    with loaded_gateway() as gw:
+        config = {
+            "symbols": ["AAA", "BBB"],
+            "warmup_sessions": 3,
+            "observation_interval_s": 1.0,
+            "broker": "ibkr",
+            "feed": "ibkr",
+            "ib_port": gw.port,
+            "ib_client_id": 21,
+            "allow_port_mismatch": True,
+            "max_bars": 30,
+        }
+        run_id = _launch(robo_env, config, log)
+        instance = dg.DagsterInstance.get()
+        clock: Clock | None = None
+        try:
+            deadline = time.monotonic() + 180
+            while realtime_subscriptions(gw) < 2:
+                run = instance.get_run_by_id(run_id)
+                assert run is None or not run.is_finished, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.1)
+            clock = Clock(gw, interval_s=0.1).start()
+            run = _wait(instance, run_id, lambda r: r.is_finished, 180, log)
+        finally:
+            if clock is not None:
+                clock.stop()
+        assert run.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
+        meta = instance.fetch_materializations(LIVE, limit=1).records[0].asset_materialization
+        assert meta is not None
+        assert meta.metadata["bars"].value == 30
+        assert meta.metadata["broker"].value == "ibkr"
+        assert on(gw, lambda g: g.connection_count) >= 1

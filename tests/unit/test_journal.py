@@ -599,3 +599,10 @@ def test_two_threads_committing_and_recording_concurrently_lose_nothing(journal:
     checkpoint = journal.latest_checkpoint(SID)
     assert checkpoint is not None
     assert checkpoint.state == f"state{n_bars - 1}".encode()
+
+
+def test_sessions_lists_every_session_oldest_first(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.duckdb") as journal:
+        _start(journal, "b", started_at=_minute(5))
+        _start(journal, "a", started_at=_minute(1))
+        assert [s.session_id for s in journal.sessions()] == ["a", "b"]

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from trader_runtime.errors import ConfigError, SourceUnavailableError
+from trader_runtime.brokers.ib.historical import IbHistoricalSource
+from trader_runtime.errors import ConfigError
+from trader_runtime.market.timeframes import Timeframe
 from trader_runtime.settings import DEFAULT_SYNTHETIC_SYMBOLS, RoboSettings
 from trader_runtime.sources.files import FilesSource
 from trader_runtime.sources.index_history import IndexHistorySource
@@ -83,6 +85,10 @@ def test_files_source_is_built_from_settings(tmp_path: Path) -> None:
     assert source.directory == tmp_path
 
 
-def test_the_ibkr_source_slot_says_where_it_comes_from() -> None:
-    with pytest.raises(SourceUnavailableError, match="trader_runtime/brokers/ib"):
-        build_source("ibkr", RoboSettings.from_overrides())
+def test_the_ibkr_source_is_built_from_the_ib_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROBO_IB__PORT", "4011")
+    monkeypatch.setenv("ROBO_IB__CLIENT_ID", "41")
+    source = build_source("ibkr", RoboSettings.from_overrides())
+    assert isinstance(source, IbHistoricalSource)
+    assert (source.config.port, source.config.client_id, source.config.mode) == (4011, 41, "paper")
+    assert source.base_timeframe == Timeframe.M1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from trader_runtime.errors import RoboTraderError
 
@@ -123,6 +123,15 @@ class Broker(Protocol):
         ...
 
     async def reconcile(self) -> Reconciliation: ...
+
+    def drain_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """Connection events since the last call (disconnects, reconnects, guard warnings), for
+        the journal; a simulated broker has none."""
+        ...
+
+    def late_commissions(self) -> list[tuple[str, float]]:
+        """Commission reports that arrived after their execution was booked with an estimate."""
+        ...
 
     async def settle(self) -> None:
         """Before stopping: a simulated broker fills what is working at the last close; a real

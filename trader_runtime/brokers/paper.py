@@ -72,6 +72,12 @@ class PaperBroker:
     async def close(self) -> None:
         self._save()
 
+    def drain_events(self) -> list[tuple[str, dict[str, Any]]]:
+        return []
+
+    def late_commissions(self) -> list[tuple[str, float]]:
+        return []  # commissions are known at the fill
+
     def _account(self) -> AccountState:
         held = {s: q for s, q in self.positions.items() if q != 0.0}
         return AccountState(self.account_id, True, self.cash_usd, held)

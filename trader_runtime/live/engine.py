@@ -148,6 +148,7 @@ class SessionSummary:
     slippage_bps: float
     model_version: str
     reason: str
+    broker: str = ""
 
     @property
     def pnl_usd(self) -> float:
@@ -156,6 +157,7 @@ class SessionSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
+            "broker": self.broker,
             "status": self.status,
             "resumed": self.resumed,
             "bars": self.bars,
@@ -285,6 +287,7 @@ class LiveEngine:
         try:
             await self._open_session(account)
             await self._reconcile()
+            self._broker_news()
             # the model, the warmed-up state and the imports are long-lived: move them out of
             # the collector's generations so a collection mid-bar walks only the bar's garbage
             gc.collect()
@@ -458,6 +461,7 @@ class LiveEngine:
         }
         await self.broker.on_bar(instant.ts, quotes)
         executions, finals = self.broker.drain()
+        self._broker_news()
         finals = [*self._late_final, *finals]
         self._late_final = []
         halted_before = state.trader.risk.halted
@@ -548,9 +552,10 @@ class LiveEngine:
         trader = state.trader
         ts_us = epoch_us(ts)
         out: list[FillRecord] = []
+        index = {s: j for j, s in enumerate(self.symbols)}
         for e in executions:
             child = state.inflight.get(e.client_order_id)
-            if child is None:
+            if child is None and e.symbol not in index:
                 self._event("unknown_execution", {"exec_id": e.exec_id, "order": e.client_order_id})
                 continue
             fill = Fill(
@@ -561,10 +566,14 @@ class LiveEngine:
                 spread_cost_usd=e.spread_cost_usd,
                 impact_cost_usd=e.impact_cost_usd,
             )
-            trader.book_fill(t, ts_us, child, fill, regime or state.regime)
+            if child is None:  # a correction, or a fill reported after its order was over
+                trader.book_late_fill(t, ts_us, index[e.symbol], fill, regime or state.regime)
+                self._event("late_execution", {"exec_id": e.exec_id, "order": e.client_order_id})
+            else:
+                trader.book_fill(t, ts_us, child, fill, regime or state.regime)
             state.n_fills += 1
             state.commission_usd += e.commission_usd
-            if child.reference_usd > 0:
+            if child is not None and child.reference_usd > 0:
                 side = 1.0 if e.qty > 0 else -1.0
                 notional = abs(e.qty) * child.reference_usd
                 slip = side * (e.price_usd / child.reference_usd - 1.0) * 1e4
@@ -583,7 +592,7 @@ class LiveEngine:
                     commission_usd=e.commission_usd,
                     spread_cost_usd=e.spread_cost_usd,
                     impact_cost_usd=e.impact_cost_usd,
-                    reason=child.reason,
+                    reason="late" if child is None else child.reason,
                 )
             )
         for status in finals:
@@ -620,6 +629,13 @@ class LiveEngine:
             )
         return out
 
+    def _broker_news(self) -> None:
+        """Journal the broker's connection events and late commission reports."""
+        for kind, detail in self.broker.drain_events():
+            self._event(f"broker_{kind}", detail)
+        for exec_id, commission_usd in self.broker.late_commissions():
+            self.journal.record_commission(exec_id, commission_usd)
+
     def _decision_id(self, t: int, symbol: str) -> str:
         return f"{self.session_id}-{t:06d}-{symbol}"
 
@@ -640,7 +656,7 @@ class LiveEngine:
                     symbol=child.symbol,
                     qty=child.qty,
                     reference_usd=child.reference_usd,
-                    reason=child.reason,
+                    reason="late" if child is None else child.reason,
                 )
             )
         return out
@@ -788,6 +804,7 @@ class LiveEngine:
                 slippage_bps=0.0,
                 model_version=self.model.version,
                 reason=reason,
+                broker=self.broker.name,
             )
         state = self.state
         try:
@@ -809,6 +826,7 @@ class LiveEngine:
                 slippage_bps=self._slippage_bps(),
                 model_version=self.model.version,
                 reason=reason,
+                broker=self.broker.name,
             )
             self.journal.end_session(
                 self.session_id, status=status, summary=summary.as_dict(), ended_at=_now()

@@ -178,7 +178,9 @@ def _build_tape(symbols: tuple[str, ...], good: Mapping[str, pl.DataFrame]) -> _
 # -- validation ---------------------------------------------------------------------------------
 
 
-def _validate(symbol: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[QuarantinedBar]]:
+def validate_symbol_bars(
+    symbol: str, frame: pl.DataFrame
+) -> tuple[pl.DataFrame, list[QuarantinedBar]]:
     """Split one symbol's rows into accepted bars (bar schema, ascending ts) and refused rows.
 
     Rows are ordered by ``ts`` first (stable, so of two rows with one ``ts`` the first given is
@@ -217,7 +219,7 @@ def _validate_all(
     good: dict[str, pl.DataFrame] = {}
     refused: list[QuarantinedBar] = []
     for symbol in symbols:
-        kept, bad = _validate(symbol, frames[symbol])
+        kept, bad = validate_symbol_bars(symbol, frames[symbol])
         good[symbol] = kept
         refused += bad
     return _build_tape(symbols, good), refused

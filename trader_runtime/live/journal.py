@@ -449,6 +449,14 @@ class Journal:
             ).fetchone()
         return None if found is None else _session_record(found)
 
+    def sessions(self) -> list[SessionRecord]:
+        """Every session the journal holds, oldest first."""
+        with self._read() as con:
+            rows = con.execute(
+                f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions ORDER BY started_at, seq"
+            ).fetchall()
+        return [_session_record(row) for row in rows]
+
     def resumable_session(self, *, broker: str, symbols: Sequence[str]) -> SessionRecord | None:
         """The newest ``running`` session of ``broker`` over exactly ``symbols`` (same order:
         a checkpoint's arrays follow it), or None."""

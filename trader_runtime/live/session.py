@@ -19,6 +19,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from trader_runtime.brokers.base import Broker
+from trader_runtime.brokers.ib.broker import IbBroker
+from trader_runtime.brokers.ib.config import IbConfig
+from trader_runtime.brokers.ib.feed import IbFeed
 from trader_runtime.brokers.paper import PaperBroker
 from trader_runtime.errors import ConfigError
 from trader_runtime.features.spec import DEFAULT_FEATURE_SET
@@ -44,7 +47,7 @@ class SessionSpec(BaseModel):
     symbols: tuple[str, ...] | None = None
     broker: Literal["paper", "ibkr"] = "paper"
     mode: Literal["paper", "live"] = "paper"
-    feed: Literal["synthetic", "replay"] = "synthetic"
+    feed: Literal["synthetic", "replay", "ibkr"] = "synthetic"
     live_start: date | None = None
     live_sessions: int = Field(default=1, ge=1)
     warmup_sessions: int = Field(default=25, ge=1)
@@ -55,6 +58,30 @@ class SessionSpec(BaseModel):
     flatten_on_stop: bool = False
     resume: bool = True
     observation_interval_s: float = Field(default=60.0, gt=0.0)
+    # Interactive Brokers: overrides of settings.ib (ROBO_IB__*) for this session
+    ib_host: str | None = None
+    ib_port: int | None = Field(default=None, ge=0, le=65535)
+    ib_client_id: int | None = Field(default=None, ge=0)
+    ib_account: str | None = None
+    live_trading_enabled: bool = False
+    allow_port_mismatch: bool = False
+
+    def ib_config(self, settings: RoboSettings) -> IbConfig:
+        """``settings.ib`` with this session's overrides; ``mode`` is the session's."""
+        update: dict[str, object] = {
+            "mode": self.mode,
+            "live_trading_enabled": self.live_trading_enabled or settings.ib.live_trading_enabled,
+            "allow_port_mismatch": self.allow_port_mismatch or settings.ib.allow_port_mismatch,
+        }
+        for field, value in (
+            ("host", self.ib_host),
+            ("port", self.ib_port),
+            ("client_id", self.ib_client_id),
+            ("account", self.ib_account),
+        ):
+            if value is not None:
+                update[field] = value
+        return IbConfig.model_validate({**settings.ib.model_dump(), **update})
 
 
 def live_dir(settings: RoboSettings) -> Path:
@@ -98,8 +125,20 @@ def champion_loader(settings: RoboSettings, spec: SessionSpec) -> Callable[[], L
     return load
 
 
-def build_feed(settings: RoboSettings, spec: SessionSpec, symbols: tuple[str, ...]) -> Feed:
+def build_feed(
+    settings: RoboSettings, spec: SessionSpec, symbols: tuple[str, ...], broker: Broker
+) -> Feed:
     pacing = Pacing(speed=spec.speed)
+    if spec.feed == "ibkr":
+        if not isinstance(broker, IbBroker):
+            raise ConfigError("the ibkr feed needs the ibkr broker (one connection serves both)")
+        return IbFeed(
+            broker.conn,
+            broker.config,
+            symbols,
+            warmup_sessions=spec.warmup_sessions,
+            live_sessions=spec.live_sessions,
+        )
     if spec.feed == "synthetic":
         if any(settings.source_for(s) != "synthetic" for s in symbols):
             raise ConfigError("the synthetic feed needs synthetic symbols (settings.source)")
@@ -136,7 +175,9 @@ def build_broker(settings: RoboSettings, spec: SessionSpec) -> Broker:
             initial_cash_usd=trading.initial_cash_usd,
             fractional_shares=trading.execution.fractional_shares,
         )
-    raise ConfigError("the ibkr broker is not available in this build yet; use broker 'paper'")
+    if spec.broker == "ibkr":
+        return IbBroker(spec.ib_config(settings), costs=settings.trading.costs)
+    raise ConfigError(f"unknown broker {spec.broker!r}")
 
 
 def build_engine(
@@ -152,6 +193,7 @@ def build_engine(
     loader = champion_loader(settings, spec)
     scorer = model if model is not None else loader()
     speed = spec.speed
+    broker = build_broker(settings, spec)
     return LiveEngine(
         symbols=tuple(symbols),
         trading=settings.trading,
@@ -162,10 +204,10 @@ def build_engine(
             flatten_on_stop=spec.flatten_on_stop,
             resume=spec.resume,
             control_dir=control_dir(settings),
-            bar_interval_s=60.0 / speed if speed > 0 else None,
+            bar_interval_s=60.0 if spec.feed == "ibkr" else (60.0 / speed if speed > 0 else None),
         ),
-        feed=build_feed(settings, spec, tuple(symbols)),
-        broker=build_broker(settings, spec),
+        feed=build_feed(settings, spec, tuple(symbols), broker),
+        broker=broker,
         journal=journal,
         model=scorer,
         model_loader=loader,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trader_runtime.errors import ConfigError, SourceUnavailableError
+from trader_runtime.errors import ConfigError
 from trader_runtime.settings import RoboSettings, SourceName
 from trader_runtime.sources.base import MarketDataSource
 from trader_runtime.sources.files import FilesSource
@@ -25,11 +25,9 @@ def build_source(name: SourceName, settings: RoboSettings) -> MarketDataSource:
             raise ConfigError("source 'files' needs ROBO_FILES_DIR")
         return FilesSource(settings.files_dir, settings.files_timeframe)
     if name == "ibkr":
-        raise SourceUnavailableError(
-            "source 'ibkr' (historical bars through ib_async) is not available yet: it arrives with "
-            "the Interactive Brokers adapter in trader_runtime/brokers/ib/; use 'synthetic', "
-            "'index_history' or 'files'"
-        )
+        from trader_runtime.brokers.ib.historical import IbHistoricalSource
+
+        return IbHistoricalSource(settings.ib)
     raise ConfigError(f"unknown source {name!r}")
 
 

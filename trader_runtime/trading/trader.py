@@ -76,6 +76,12 @@ class Trader:
         """Book one execution of ``child`` (a child may fill in several executions)."""
         self.ledger.book_fill(bar, ts_us, child.j, fill, child.reason, regime)
 
+    def book_late_fill(self, bar: int, ts_us: int, j: int, fill: Fill, regime: str) -> None:
+        """Book an execution that came after its child was over (a broker's correction or
+        reversal, a fill reported after a cancel): the position is the broker's, whatever the
+        child expected."""
+        self.ledger.book_fill(bar, ts_us, j, fill, "late", regime)
+
     def child_done(self, child: ChildOrder, filled_shares: float) -> None:
         """``child`` is over (filled, partly filled or cancelled) with ``filled_shares`` in all:
         its parent completes when that was all it needed, else the rest rolls into the next

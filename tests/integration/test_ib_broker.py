@@ -1,0 +1,205 @@
+"""The ibkr broker and feed, driven by the real ib_async client against the project's fake gateway.
+
+Every session checks the same books: each order reference reached the gateway once, every
+execution of the gateway is in the journal once (corrections replace), and the journal's net
+fills equal the gateway's positions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.fake_ib import Script, ThreadedGateway
+from tests.fake_ib.log_guard import ib_decoder_guard  # noqa: F401 - fixture
+from tests.ib_kit import LIVE_DAY, ib_config, loaded_gateway, market, on, run_engine
+from trader_runtime.brokers.base import BrokerError
+from trader_runtime.brokers.ib.connection import IbConnection
+from trader_runtime.brokers.ib.guard import IbGuardError
+from trader_runtime.brokers.ib.historical import IbHistoricalSource
+from trader_runtime.live.journal import Journal
+from trader_runtime.sources.base import BarRequest
+
+pytestmark = pytest.mark.usefixtures("ib_decoder_guard")
+
+
+def assert_books_agree(gw: ThreadedGateway, journal: Journal, session_id: str) -> pl.DataFrame:
+    orders = on(gw, lambda g: list(g.orders))
+    executions = on(gw, lambda g: list(g.executions))
+    positions = on(gw, lambda g: g.positions())
+    refs = [o.order_ref for o in orders]
+    assert len(refs) == len(set(refs)), "an order reference reached the gateway twice"
+    intents = {i.client_order_id: i for i in journal.intents(session_id)}
+    assert set(refs) <= set(intents), "the gateway holds an order the journal never intended"
+    fills = journal.fills(session_id)
+    booked = [e for e in fills["exec_id"].to_list() if not e.endswith("/reversed")]
+    assert len(booked) == len(set(booked)), "an execution was booked twice"
+    superseded = {e.corrects for e in executions if e.corrects}
+    current = {e.exec_id for e in executions if e.exec_id not in superseded}
+    assert current <= set(booked), "an execution of the gateway is missing from the journal"
+    assert set(booked) <= {e.exec_id for e in executions}, "the journal booked an unknown fill"
+    net: dict[str, float] = defaultdict(float)
+    for symbol, qty in fills.select("symbol", "qty").iter_rows():
+        net[symbol] += qty
+    assert {s: q for s, q in net.items() if abs(q) > 1e-9} == positions
+    return fills
+
+
+def test_a_session_trades_through_the_gateway_and_the_books_agree(tmp_path: Path) -> None:
+    with loaded_gateway() as gw:
+        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=45)
+        with journal:
+            fills = assert_books_agree(gw, journal, summary.session_id)
+            assert fills.height >= 2, "the model should trade in 45 minutes"
+            # commissions are IB's reports (0.005 a share, 1.00 minimum), not estimates
+            reported = {e.exec_id: e.commission_usd for e in on(gw, lambda g: list(g.executions))}
+            for exec_id, commission in fills.select("exec_id", "commission_usd").iter_rows():
+                assert commission == pytest.approx(reported[exec_id])
+            refs = {o.order_ref for o in on(gw, lambda g: list(g.orders))}
+            assert all(ref.startswith(summary.session_id) for ref in refs)  # orderRef = decision
+
+
+def test_socket_drops_mid_session_lose_no_fill_and_duplicate_no_order(tmp_path: Path) -> None:
+    script = Script(partial_fill_fractions=(0.5, 0.5), duplicate_exec_details=True)
+    with loaded_gateway(script=script) as gw:
+        dropped = []
+
+        def dropper() -> None:
+            import time
+
+            for _ in range(2):
+                time.sleep(1.0)
+                gw.call(gw.gateway.drop_connections)
+                dropped.append(True)
+
+        import threading
+
+        thread = threading.Thread(target=dropper, daemon=True)
+        thread.start()
+        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=60)
+        thread.join()
+        with journal:
+            assert_books_agree(gw, journal, summary.session_id)
+            kinds = journal.events(summary.session_id)["kind"].to_list()
+            assert kinds.count("broker_reconnected") >= 1
+            assert on(gw, lambda g: g.connection_count) >= 2
+
+
+def test_rejects_are_journaled_as_rejected_and_not_retried(tmp_path: Path) -> None:
+    with loaded_gateway(script=Script(reject_next_orders=2)) as gw:
+        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=40)
+        with journal:
+            assert_books_agree(gw, journal, summary.session_id)
+            rejected = journal.intents(summary.session_id, ["rejected"])
+            assert len(rejected) >= 2
+            first_two = [o.order_ref for o in on(gw, lambda g: list(g.orders))][:2]
+            assert {i.client_order_id for i in rejected} >= set(first_two)
+
+
+def test_a_correction_replaces_the_fill_it_corrects(tmp_path: Path) -> None:
+    # the gateway corrects one fill of a live session: the journal holds the reversal of the
+    # first version and the corrected fill, and the books still agree
+    with loaded_gateway(script=Script(fill_mode="immediate")) as gw:
+        corrected: list[str] = []
+
+        def corrector() -> None:
+            import time
+
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not corrected:
+                execs = on(gw, lambda g: list(g.executions))
+                if execs:
+                    time.sleep(1.0)  # booked by then (commission wait 0.5 s): a reversal follows
+                    first = execs[0]
+                    corrected.append(
+                        gw.call(gw.gateway.correct_execution, first.exec_id, shares=first.shares)
+                    )
+                time.sleep(0.05)
+
+        import threading
+
+        thread = threading.Thread(target=corrector, daemon=True)
+        thread.start()
+        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=90)
+        thread.join()
+        with journal:
+            assert corrected
+            fills = journal.fills(summary.session_id)
+            assert corrected[0] in fills["exec_id"].to_list()
+            assert any(e.endswith("/reversed") for e in fills["exec_id"].to_list())
+            assert_books_agree(gw, journal, summary.session_id)
+
+
+def test_paper_mode_refuses_a_live_account(tmp_path: Path) -> None:
+    with (
+        loaded_gateway(accounts=("U7654321",)) as gw,
+        pytest.raises(IbGuardError, match="U7654321"),
+    ):
+        asyncio.run(IbConnection(ib_config(gw.port)).connect())
+
+
+def test_a_client_id_in_use_is_retried_then_refused_naming_326(tmp_path: Path) -> None:
+    with loaded_gateway(script=Script(client_ids_in_use=frozenset({7}))) as gw:
+        with pytest.raises(BrokerError, match="326"):
+            asyncio.run(IbConnection(ib_config(gw.port, connect_timeout_s=0.5)).connect())
+        assert on(gw, lambda g: g.connected_client_ids) == []
+
+
+def test_the_historical_source_downloads_within_the_pacing_rules() -> None:
+    # the gateway enforces IB's rules with short windows; our pacer uses the same windows
+    script = Script(
+        pacing_identical_window_s=0.5,
+        pacing_burst_max=2,
+        pacing_burst_window_s=0.4,
+        pacing_max_requests=50,
+        pacing_window_s=5.0,
+    )
+    with loaded_gateway(script=script) as gw:
+        config = ib_config(
+            gw.port,
+            historical={
+                "identical_window_s": 0.5,
+                "burst_max": 2,
+                "burst_window_s": 0.4,
+                "max_requests": 50,
+                "window_s": 5.0,
+                "retry_backoff_s": 0.2,
+            },
+        )
+        frame = IbHistoricalSource(config).load(
+            BarRequest("AAA", LIVE_DAY.replace(day=4), LIVE_DAY.replace(day=7))
+        )
+        logs = on(gw, lambda g: list(g.historical_requests))
+    want = [b for b in market()["AAA"] if b.ts_close.date() < LIVE_DAY]
+    assert frame.height == len(want)
+    assert frame["ts"].to_list() == [b.ts_close for b in want]
+    assert frame["close"].to_list() == [b.close for b in want]
+    assert not any(log.refused_pacing for log in logs), "our pacer let a request break IB's rules"
+
+
+def test_a_pacing_violation_is_retried_with_backoff() -> None:
+    script = Script(pacing_identical_window_s=0.2, pacing_burst_max=1, pacing_burst_window_s=0.6)
+    with loaded_gateway(script=script) as gw:
+        # our pacer is looser than the gateway: the gateway answers 162, we back off and retry
+        # (the same request again only after the identical-request window)
+        config = ib_config(
+            gw.port,
+            historical={
+                "identical_window_s": 0.2,
+                "burst_max": 5,
+                "burst_window_s": 0.1,
+                "retry_backoff_s": 0.3,
+            },
+        )
+        frame = IbHistoricalSource(config).load(
+            BarRequest("BBB", LIVE_DAY.replace(day=5), LIVE_DAY.replace(day=7))
+        )
+        logs = on(gw, lambda g: list(g.historical_requests))
+    assert frame.height == 3 * 390
+    assert any(log.refused_pacing for log in logs)
+    assert frame["ts"].is_sorted()
+    assert set(frame["symbol"].unique()) == {"BBB"}
