@@ -16,7 +16,15 @@ import pytest
 
 from tests.fake_ib import Script, ThreadedGateway
 from tests.fake_ib.log_guard import ib_decoder_guard  # noqa: F401 - fixture
-from tests.ib_kit import LIVE_DAY, ib_config, loaded_gateway, market, on, run_engine
+from tests.ib_kit import (
+    LIVE_DAY,
+    ib_config,
+    loaded_gateway,
+    market,
+    on,
+    realtime_subscriptions,
+    run_engine,
+)
 from trader_runtime.brokers.base import BrokerError
 from trader_runtime.brokers.ib.connection import IbConnection
 from trader_runtime.brokers.ib.guard import IbGuardError
@@ -203,3 +211,63 @@ def test_a_pacing_violation_is_retried_with_backoff() -> None:
     assert any(log.refused_pacing for log in logs)
     assert frame["ts"].is_sorted()
     assert set(frame["symbol"].unique()) == {"BBB"}
+
+
+def test_orders_pause_on_1100_and_bars_resubscribe_on_1101(tmp_path: Path) -> None:
+    with loaded_gateway() as gw:
+        seen: dict[str, int] = {}
+
+        def outage() -> None:
+            import time
+
+            while realtime_subscriptions(gw) < 2:
+                time.sleep(0.02)
+            time.sleep(0.8)
+            before = len(on(gw, lambda g: list(g.realtime_bar_requests)))
+            gw.call(gw.gateway.send_system_message, 1100)
+            time.sleep(0.1)
+            seen["orders_at_outage"] = len(on(gw, lambda g: list(g.orders)))
+            time.sleep(0.6)  # a dozen bars without connectivity: no order may go out
+            seen["orders_before_restore"] = len(on(gw, lambda g: list(g.orders)))
+            gw.call(gw.gateway.send_system_message, 1101)
+            time.sleep(0.6)
+            seen["resubscribed"] = len(on(gw, lambda g: list(g.realtime_bar_requests))) - before
+            seen["live_subscriptions"] = realtime_subscriptions(gw)
+
+        import threading
+
+        thread = threading.Thread(target=outage, daemon=True)
+        thread.start()
+        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=70)
+        thread.join()
+        with journal:
+            assert_books_agree(gw, journal, summary.session_id)
+            events = journal.events(summary.session_id)
+            kinds = events["kind"].to_list()
+            assert "broker_connectivity_lost" in kinds
+            assert "broker_connectivity_restored" in kinds
+            assert seen["resubscribed"] == 2  # one per symbol after "data lost"
+            assert seen["live_subscriptions"] == 2  # the old ones were cancelled
+            paused = [
+                i
+                for i in journal.intents(summary.session_id, ["rejected"])
+                if i.note and "paused" in i.note
+            ]
+            assert seen["orders_before_restore"] == seen["orders_at_outage"]
+            orders = on(gw, lambda g: list(g.orders))
+            # every intent decided during the outage was refused, none reached the gateway
+            assert {i.client_order_id for i in paused}.isdisjoint({o.order_ref for o in orders})
+
+
+def test_a_cancel_that_races_a_fill_waits_for_the_executions(tmp_path: Path) -> None:
+    # each order fills in three slices, one a minute: the engine cancels the rest after a bar of
+    # grace, the gateway answers 10148 (too late) and the order keeps filling to the end
+    script = Script(partial_fill_fractions=(0.3, 0.3, 0.4), cancel_reply="10148")
+    with loaded_gateway(script=script) as gw:
+        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=50)
+        with journal:
+            fills = assert_books_agree(gw, journal, summary.session_id)
+            orders = on(gw, lambda g: list(g.orders))
+            assert any(o.status == "Filled" and o.filled_qty == o.total_qty for o in orders)
+            per_order = fills.group_by("client_order_id").len()
+            assert per_order["len"].max() == 3  # all three slices booked, the cancel lost

@@ -115,6 +115,12 @@ class IbFeed:
     # -- live ----------------------------------------------------------------------------------
 
     async def _subscribe(self) -> None:
+        if self.conn.connected:  # 1101 on a live socket: the old subscriptions still exist
+            for old in self._subscriptions:
+                try:
+                    self.conn.ib.cancelRealTimeBars(old)
+                except ConnectionError:
+                    pass
         self._subscriptions = []
         for symbol in self._symbols:
             bars = self.conn.ib.reqRealTimeBars(await self._contract(symbol), 5, "TRADES", False)
