@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # pytest workers (the machine has 2 cores)
 WORKERS ?= 2
 
-.PHONY: install run test lint format typecheck contracts pytest ui bench clean-data
+.PHONY: install run test lint format typecheck contracts pytest postgres ui bench clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,8 +52,19 @@ contracts: install
 typecheck: install
 	$(VENV)/bin/mypy trader_runtime
 
-pytest: install
+pytest: install postgres
 	$(PY) -m pytest -n $(WORKERS) --dist loadscope -q
+
+## postgres: PostgreSQL server binaries for the team-profile tests (tests/pg_kit.py starts a private
+## server per test module); Debian's postgresql package, installed only when none are present
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+		|| test -x "$${PG_BIN_DIR:-/nonexistent}/initdb"; then :; else \
+		echo "installing PostgreSQL (Debian's postgresql package) for the team-profile tests"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	fi
 
 ## ui: Dagster (webserver + daemon) on :3000 and MLflow on :5000, loopback only
 ui: install

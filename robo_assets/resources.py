@@ -43,6 +43,7 @@ class RoboSettingsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     tune_max_train_rows: int | None = None
     tune_timeout_s: float | None = None
     optuna_storage: str | None = None
+    mlflow_tracking_store: str | None = None
     # nested settings as mappings, e.g. {"execution": {"algo": "twap"}}
     trading: dict[str, Any] | None = None
     promotion: dict[str, Any] | None = None

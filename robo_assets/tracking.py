@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 import polars as pl
 from mlflow.tracking import MlflowClient
 
@@ -49,9 +50,15 @@ class Tracking:
         client = MlflowClient(self.tracking_uri)
         found = client.get_experiment_by_name(self.experiment)
         if found is None:
-            experiment_id = client.create_experiment(
-                self.experiment, artifact_location=self.artifacts_dir.as_uri()
-            )
+            try:
+                experiment_id = client.create_experiment(
+                    self.experiment, artifact_location=self.artifacts_dir.as_uri()
+                )
+            except MlflowException:  # another worker created it a moment ago
+                found = client.get_experiment_by_name(self.experiment)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
         else:
             experiment_id = found.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)

@@ -96,6 +96,8 @@ class RoboSettings(BaseSettings):
     tune_max_train_rows: int | None = Field(default=50_000, ge=1000)
     tune_timeout_s: float = Field(default=600.0, gt=0)
     optuna_storage: str | None = None  # default: sqlite under data_dir; any SQLAlchemy URL
+    # default: sqlite under mlruns_dir; the team profile: postgresql+psycopg2://...
+    mlflow_tracking_store: str | None = None
 
     # decision core, execution and costs (nested: ROBO_TRADING__SIZING__BASE_FRACTION=0.01)
     trading: TradingConfig = TradingConfig()
@@ -184,7 +186,7 @@ class RoboSettings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlruns_dir / 'mlflow.db'}"
+        return self.mlflow_tracking_store or f"sqlite:///{self.mlruns_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
