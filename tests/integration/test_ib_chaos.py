@@ -62,7 +62,7 @@ def test_sigkill_mid_session_then_restart_keeps_every_book_whole(robo_env: RoboE
     register_model(settings.mlflow_tracking_uri)
     log = robo_env.root / "session.log"
     with loaded_gateway(script=Script(partial_fill_fractions=(0.6, 0.4))) as gw:
-        first = _start(gw.port, 80, log)
+        first = _start(gw.port, 50, log)
         clock: Clock | None = None
         try:
             deadline = time.monotonic() + 120
@@ -71,7 +71,7 @@ def test_sigkill_mid_session_then_restart_keeps_every_book_whole(robo_env: RoboE
                 assert first.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.05)
-            clock = Clock(gw, interval_s=0.1).start()
+            clock = Clock(gw, interval_s=0.05).start()
             while len(on(gw, lambda g: list(g.orders))) < 3:
                 assert first.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
@@ -79,7 +79,7 @@ def test_sigkill_mid_session_then_restart_keeps_every_book_whole(robo_env: RoboE
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             time.sleep(0.5)  # the market goes on: working orders fill while nobody listens
-            second = _start(gw.port, 80, log)
+            second = _start(gw.port, 50, log)
             assert second.wait(150) == 0, log.read_text()[-3000:]
         finally:
             if clock is not None:
