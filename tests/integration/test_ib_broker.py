@@ -271,3 +271,30 @@ def test_a_cancel_that_races_a_fill_waits_for_the_executions(tmp_path: Path) -> 
             assert any(o.status == "Filled" and o.filled_qty == o.total_qty for o in orders)
             per_order = fills.group_by("client_order_id").len()
             assert per_order["len"].max() == 3  # all three slices booked, the cancel lost
+
+
+def test_a_silent_gateway_fails_the_heartbeat_and_the_connection_is_remade() -> None:
+    with loaded_gateway() as gw:
+
+        async def scenario() -> list[str]:
+            conn = IbConnection(
+                ib_config(gw.port, heartbeat_interval_s=0.2, heartbeat_timeout_s=0.3)
+            )
+            await conn.connect()
+            # the gateway stops answering reqCurrentTime (49) but keeps the socket open
+            silent = await asyncio.to_thread(
+                on, gw, lambda g: g._handlers.__setitem__(49, g._ignore)
+            )
+            assert silent is None
+            for _ in range(100):
+                kinds = [kind for kind, _ in conn.events]
+                if "heartbeat_failed" in kinds and "reconnected" in kinds:
+                    break
+                await asyncio.sleep(0.05)
+            await conn.close()
+            return [kind for kind, _ in conn.events]
+
+        kinds = asyncio.run(scenario())
+        assert "heartbeat_failed" in kinds
+        assert kinds.index("reconnected") > kinds.index("heartbeat_failed")
+        assert on(gw, lambda g: g.connection_count) >= 2
