@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import mlflow
-from mlflow.exceptions import MlflowException
 import polars as pl
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trader_runtime.settings import RoboSettings

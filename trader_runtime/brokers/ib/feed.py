@@ -13,6 +13,7 @@ ends after the close of the last live session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,10 +118,8 @@ class IbFeed:
     async def _subscribe(self) -> None:
         if self.conn.connected:  # 1101 on a live socket: the old subscriptions still exist
             for old in self._subscriptions:
-                try:
+                with contextlib.suppress(ConnectionError):
                     self.conn.ib.cancelRealTimeBars(old)
-                except ConnectionError:
-                    pass
         self._subscriptions = []
         for symbol in self._symbols:
             bars = self.conn.ib.reqRealTimeBars(await self._contract(symbol), 5, "TRADES", False)
