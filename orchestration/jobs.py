@@ -61,6 +61,22 @@ backtest_job = dg.define_asset_job(
     description="Backtest every candidate and the champion, report, and promote through the gates.",
 )
 
+# Runs of retrain_job carry this tag (its value says who asked: manual, weekly, drift); the model
+# assets' automation condition (orchestration/definitions.py) starts training only after training
+# data built by such a run, so `make run` or a manual training_set never sets off a retraining.
+RETRAIN_TAG = "robo/retrain"
+
+retrain_job = dg.define_asset_job(
+    name="retrain_job",
+    selection=dg.AssetSelection.assets(training_set, walk_forward_splits),
+    tags={RETRAIN_TAG: "manual"},
+    description="Retraining, step 1: rebuild the pooled training set and its walk-forward splits "
+    "(leakage checks blocking) from the current features and labels. When its checks pass, the "
+    "automation condition sensor carries on in one backfill: trained_models and tuned_models for "
+    "every family, then backtest, performance_report and champion_model. Launched by "
+    "weekly_retrain_schedule and drift_retrain_sensor, or by hand.",
+)
+
 live_trading = dg.define_asset_job(
     name="live_trading",
     selection=dg.AssetSelection.assets(live_trading_session),
@@ -79,5 +95,6 @@ JOBS = (
     training_job,
     tuning_job,
     backtest_job,
+    retrain_job,
     live_trading,
 )

@@ -2,6 +2,8 @@
 core), ``performance_report`` (metrics, attribution, plots, tear sheets) and ``champion_model``
 (gates, then the registry alias)."""
 
+from datetime import timedelta
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -136,6 +138,12 @@ def backtest(context: dg.AssetExecutionContext, robo: RoboSettingsResource) -> d
     group_name=GROUP,
     deps=[backtest],
     kinds={"html", "mlflow"},
+    # the weekly retraining (Saturday 06:00 New York) reports by Saturday noon
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron="0 12 * * 6",
+        lower_bound_delta=timedelta(hours=6),
+        timezone="America/New_York",
+    ),
     description="Metrics (20+), attribution by symbol, regime, model and side, a cost breakdown "
     "and plots of every backtest; an HTML tear sheet per candidate under data/reports/, also "
     "logged to the candidate's MLflow run (artifacts backtest/).",
@@ -180,6 +188,12 @@ def performance_report(
     group_name=GROUP,
     deps=[performance_report],
     kinds={"mlflow"},
+    # the weekly retraining decides on the champion by Saturday noon New York
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron="0 12 * * 6",
+        lower_bound_delta=timedelta(hours=6),
+        timezone="America/New_York",
+    ),
     description="Champion promotion: the best contender must pass every gate (history, trades, "
     "deflated Sharpe, drawdown, no regime much worse than the champion, a Sharpe margin); then "
     "the registry alias `champion` moves to it and `previous` to the former champion.",

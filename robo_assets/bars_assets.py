@@ -3,6 +3,7 @@ per symbol partition, with the checks that guard the boundary to everything down
 
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -61,6 +62,13 @@ def raw_bars(context: dg.AssetExecutionContext, robo: RoboSettingsResource) -> d
     group_name=GROUP,
     deps=[raw_bars],
     kinds={"parquet", "duckdb", "polars"},
+    # refreshed by market_data_schedule at 16:30 New York after each session: expected between
+    # 16:30 and 18:00 on weekdays (an exchange holiday shows as a miss that evening)
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron="0 18 * * 1-5",
+        lower_bound_delta=timedelta(hours=1, minutes=30),
+        timezone="America/New_York",
+    ),
     description=(
         "Validated bars of one symbol at every timeframe (1m, 5m, 15m, 1h, 1d; daily-only sources "
         "stay daily), stamped at bar close in UTC. Bad rows are quarantined in DuckDB with a reason."

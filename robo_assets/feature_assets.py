@@ -2,6 +2,7 @@
 ``training_set`` (pooled) -> ``walk_forward_splits``, and the leakage checks that guard them."""
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -48,6 +49,11 @@ ALL_SYMBOLS = dg.AllPartitionMapping()
     group_name=GROUP,
     deps=[dg.AssetDep(bars, partition_mapping=ALL_SYMBOLS)],
     kinds={"parquet", "polars"},
+    # after new bars of any symbol, once no bars run is in progress; a symbol without bars yet
+    # does not hold it back (the index is built from the symbols that have bars)
+    automation_condition=dg.AutomationCondition.eager()
+    .without(~dg.AutomationCondition.any_deps_missing())
+    .with_label("eager (missing symbols allowed)"),
     description="Equal-weighted index of the universe per base timeframe (mean one-bar log return "
     "of the symbols trading at each instant, and its level): the input of cross-asset features.",
 )
@@ -73,6 +79,21 @@ def market_index(
     group_name=GROUP,
     deps=[bars, market_index],
     kinds={"parquet", "talib", "polars"},
+    # new bars of any symbol rebuild the market index first (its condition), and the index then
+    # sets off every symbol's features once: they react to the index, never to bars alone, so
+    # cross-asset features are never computed against a stale index (new partitions: when missing)
+    automation_condition=dg.AutomationCondition.eager()
+    .replace(
+        "any_deps_updated",
+        dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(market_index)),
+    )
+    .with_label("eager on market_index"),
+    # expected after each session's data refresh: between 16:30 and 18:30 New York on weekdays
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron="30 18 * * 1-5",
+        lower_bound_delta=timedelta(hours=2),
+        timezone="America/New_York",
+    ),
     description="Causal technical features of one symbol on its base timeframe: TA-Lib indicators, "
     "higher-timeframe indicators joined only from closed bars, cross-asset correlation and beta.",
     code_version=SPEC.spec_hash,
@@ -104,6 +125,7 @@ def features(context: dg.AssetExecutionContext, robo: RoboSettingsResource) -> d
     group_name=GROUP,
     deps=[bars],
     kinds={"parquet", "polars"},
+    automation_condition=dg.AutomationCondition.eager(),
     description="Forward-return labels of one symbol (net of a cost assumption), with the close "
     "of the last bar each label looks at (label_end_ts) for purging.",
 )

@@ -156,6 +156,15 @@ def regime_timeline_plot(result: RegimeResult) -> dg.MetadataValue:
     group_name=GROUP,
     deps=[market_index, dg.AssetDep(bars, partition_mapping=dg.AllPartitionMapping())],
     kinds={"parquet", "polars"},
+    # after the market index that new bars rebuild (never before it: it reads both); a symbol
+    # without bars does not hold it back
+    automation_condition=dg.AutomationCondition.eager()
+    .without(~dg.AutomationCondition.any_deps_missing())
+    .replace(
+        "any_deps_updated",
+        dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(market_index)),
+    )
+    .with_label("eager on market_index"),
     description="Regime of every bar of each equal-weighted index (bull, bear, volatile, ranging, "
     "crash) from causal trend, volatility percentile, drawdown and breadth; scored against the "
     "true regimes where the market is synthetic.",

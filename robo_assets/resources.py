@@ -47,6 +47,8 @@ class RoboSettingsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     # nested settings as mappings, e.g. {"execution": {"algo": "twap"}}
     trading: dict[str, Any] | None = None
     promotion: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+    ib: dict[str, Any] | None = None
 
     def settings(self) -> RoboSettings:
         overrides = {

@@ -21,6 +21,7 @@ from trader_runtime.brokers.ib.config import IbConfig
 from trader_runtime.decision.config import TradingConfig
 from trader_runtime.errors import ConfigError
 from trader_runtime.market.timeframes import Timeframe
+from trader_runtime.monitoring.drift import DriftConfig
 from trader_runtime.performance.gates import PromotionGates
 from trader_runtime.sources import index_history
 from trader_runtime.storage.lake import check_name
@@ -104,6 +105,9 @@ class RoboSettings(BaseSettings):
 
     # champion promotion gates
     promotion: PromotionGates = PromotionGates()
+
+    # drift monitoring of the champion (ROBO_DRIFT__PSI_ALERT=0.2, ROBO_DRIFT__MIN_SAMPLES=500)
+    drift: DriftConfig = DriftConfig()
 
     # Interactive Brokers (ROBO_IB__PORT=4002, ROBO_IB__CLIENT_ID=17, ROBO_IB__MODE=paper, ...)
     ib: IbConfig = IbConfig()
