@@ -103,6 +103,7 @@ class Clock:
     gw: ThreadedGateway
     interval_s: float = 0.05
     minutes: int = 0
+    until: Callable[[], bool] | None = None  # stop advancing once this is true
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -113,6 +114,8 @@ class Clock:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            if self.until is not None and self.until():
+                return  # the session has its last bar: no fill after it stops listening
             self.gw.call(self.gw.gateway.advance)
             self.minutes += 1
 
@@ -152,7 +155,9 @@ def run_engine(
         # the clock starts once the warm-up is read (the feed subscribes after it)
         while live._state is None and not task.done():
             await asyncio.sleep(0.02)
-        clock = Clock(gw, interval_s).start()
+        state = live._state  # noqa: SLF001 - test kit
+        clock = Clock(gw, interval_s, until=lambda: state is not None and state.bar >= max_bars)
+        clock.start()
         return await task
 
     try:
