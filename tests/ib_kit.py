@@ -142,9 +142,19 @@ def engine(
 
 
 def run_engine(
-    tmp: Path, config: IbConfig, gw: ThreadedGateway, *, max_bars: int, interval_s: float = 0.05
+    tmp: Path,
+    config: IbConfig,
+    gw: ThreadedGateway,
+    *,
+    max_bars: int,
+    interval_s: float = 0.05,
+    alongside: Callable[[], None] | None = None,
 ) -> tuple[SessionSummary, Journal]:
-    """Run a session against ``gw`` while its clock advances; returns the summary and journal."""
+    """Run a session against ``gw`` while its clock advances (and ``alongside``, a scenario, runs
+    in a thread of its own); returns the summary and the journal."""
+    scenario = None if alongside is None else threading.Thread(target=alongside, daemon=True)
+    if scenario is not None:
+        scenario.start()
     journal = Journal(tmp / "journal.duckdb")
     live = engine(tmp, config, max_bars=max_bars, journal=journal)
     clock: Clock | None = None
@@ -155,7 +165,7 @@ def run_engine(
         # the clock starts once the warm-up is read (the feed subscribes after it)
         while live._state is None and not task.done():
             await asyncio.sleep(0.02)
-        state = live._state  # noqa: SLF001 - test kit
+        state = live._state
         clock = Clock(gw, interval_s, until=lambda: state is not None and state.bar >= max_bars)
         clock.start()
         return await task
@@ -165,4 +175,6 @@ def run_engine(
     finally:
         if clock is not None:
             clock.stop()
+        if scenario is not None:
+            scenario.join(timeout=60)
     return summary, journal

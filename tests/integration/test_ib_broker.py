@@ -8,6 +8,7 @@ fills equal the gateway's positions.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -77,19 +78,14 @@ def test_socket_drops_mid_session_lose_no_fill_and_duplicate_no_order(tmp_path: 
         dropped = []
 
         def dropper() -> None:
-            import time
-
             for _ in range(2):
                 time.sleep(1.0)
                 gw.call(gw.gateway.drop_connections)
                 dropped.append(True)
 
-        import threading
-
-        thread = threading.Thread(target=dropper, daemon=True)
-        thread.start()
-        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=60)
-        thread.join()
+        summary, journal = run_engine(
+            tmp_path, ib_config(gw.port), gw, max_bars=60, alongside=dropper
+        )
         with journal:
             assert_books_agree(gw, journal, summary.session_id)
             kinds = journal.events(summary.session_id)["kind"].to_list()
@@ -115,8 +111,6 @@ def test_a_correction_replaces_the_fill_it_corrects(tmp_path: Path) -> None:
         corrected: list[str] = []
 
         def corrector() -> None:
-            import time
-
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not corrected:
                 execs = on(gw, lambda g: list(g.executions))
@@ -128,12 +122,9 @@ def test_a_correction_replaces_the_fill_it_corrects(tmp_path: Path) -> None:
                     )
                 time.sleep(0.05)
 
-        import threading
-
-        thread = threading.Thread(target=corrector, daemon=True)
-        thread.start()
-        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=90)
-        thread.join()
+        summary, journal = run_engine(
+            tmp_path, ib_config(gw.port), gw, max_bars=90, alongside=corrector
+        )
         with journal:
             assert corrected
             fills = journal.fills(summary.session_id)
@@ -218,8 +209,6 @@ def test_orders_pause_on_1100_and_bars_resubscribe_on_1101(tmp_path: Path) -> No
         seen: dict[str, int] = {}
 
         def outage() -> None:
-            import time
-
             while realtime_subscriptions(gw) < 2:
                 time.sleep(0.02)
             time.sleep(0.8)
@@ -234,12 +223,9 @@ def test_orders_pause_on_1100_and_bars_resubscribe_on_1101(tmp_path: Path) -> No
             seen["resubscribed"] = len(on(gw, lambda g: list(g.realtime_bar_requests))) - before
             seen["live_subscriptions"] = realtime_subscriptions(gw)
 
-        import threading
-
-        thread = threading.Thread(target=outage, daemon=True)
-        thread.start()
-        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=70)
-        thread.join()
+        summary, journal = run_engine(
+            tmp_path, ib_config(gw.port), gw, max_bars=70, alongside=outage
+        )
         with journal:
             assert_books_agree(gw, journal, summary.session_id)
             events = journal.events(summary.session_id)
