@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ib_async import IB
+from ib_async import IB, Stock
 
 from trader_runtime.brokers.base import BrokerError
 from trader_runtime.brokers.ib.config import IbConfig
@@ -60,6 +60,7 @@ class IbConnection:
         self._on_reconnected: list[Handler] = []
         self._on_data_lost: list[Handler] = []
         self._client_id_in_use = False
+        self._contracts: dict[str, Any] = {}
         self.ib.errorEvent += self._on_error
         self.ib.disconnectedEvent += self._on_disconnected
 
@@ -76,6 +77,19 @@ class IbConnection:
     @property
     def connected(self) -> bool:
         return self.ib.isConnected()
+
+    async def stock(self, symbol: str) -> Any:
+        """The qualified stock ``symbol`` on ``config.exchange`` (cached: a conId outlives a
+        reconnect); a symbol IB does not know raises ``BrokerError``."""
+        found = self._contracts.get(symbol)
+        if found is not None:
+            return found
+        contract = Stock(symbol, self.config.exchange, self.config.currency)
+        qualified = await self.ib.qualifyContractsAsync(contract)
+        if not qualified or qualified[0] is None or not contract.conId:
+            raise BrokerError(f"IB does not know the stock {symbol} on {self.config.exchange}")
+        self._contracts[symbol] = contract  # qualified in place (conId, primary exchange)
+        return contract
 
     def drain_events(self) -> list[tuple[str, dict[str, Any]]]:
         events, self.events = self.events, []

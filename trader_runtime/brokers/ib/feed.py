@@ -50,7 +50,6 @@ class IbFeed:
         self.live_sessions = live_sessions
         self.instant_wait_s = instant_wait_s
         self._quarantined: list[QuarantinedBar] = []
-        self._contracts: dict[str, Any] = {}
         self._subscriptions: list[Any] = []
         self._queue: asyncio.Queue[MinuteBarOut] = asyncio.Queue()
         self._aggregator = MinuteAggregator(symbols)
@@ -90,7 +89,7 @@ class IbFeed:
         fetcher = HistoricalFetcher(self.conn, self.config)
         frames = []
         for symbol in self._symbols:
-            raw = await fetcher.minutes(await self._contract(symbol), sessions)
+            raw = await fetcher.minutes(await self.conn.stock(symbol), sessions)
             good, refused = validate_symbol_bars(symbol, raw.drop("symbol"))
             self._quarantined += refused
             frames.append(good.with_columns(symbol=pl.lit(symbol)))
@@ -99,19 +98,6 @@ class IbFeed:
         if frame.height:
             self._last_history = frame["ts"].max()  # type: ignore[assignment]
         return frame
-
-    async def _contract(self, symbol: str) -> Any:
-        from ib_async import Stock
-
-        found = self._contracts.get(symbol)
-        if found is None:
-            qualified = await self.conn.ib.qualifyContractsAsync(
-                Stock(symbol, self.config.exchange, self.config.currency)
-            )
-            if not qualified or qualified[0] is None:
-                raise BrokerError(f"IB does not know the stock {symbol}")
-            found = self._contracts[symbol] = qualified[0]
-        return found
 
     # -- live ----------------------------------------------------------------------------------
 
@@ -122,7 +108,7 @@ class IbFeed:
                     self.conn.ib.cancelRealTimeBars(old)
         self._subscriptions = []
         for symbol in self._symbols:
-            bars = self.conn.ib.reqRealTimeBars(await self._contract(symbol), 5, "TRADES", False)
+            bars = self.conn.ib.reqRealTimeBars(await self.conn.stock(symbol), 5, "TRADES", False)
             bars.updateEvent += self._on_bars
             self._subscriptions.append(bars)
 

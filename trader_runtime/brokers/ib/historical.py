@@ -129,18 +129,12 @@ class IbHistoricalSource:
         return asyncio.run(self._load(request))
 
     async def _load(self, request: BarRequest) -> pl.DataFrame:
-        from ib_async import Stock
-
         conn = IbConnection(self.config, client_id=self.config.client_id + 1)
         await conn.connect()
         try:
-            qualified = await conn.ib.qualifyContractsAsync(
-                Stock(request.symbol, self.config.exchange, self.config.currency)
-            )
-            if not qualified or qualified[0] is None:
-                raise BrokerError(f"IB does not know the stock {request.symbol}")
+            contract = await conn.stock(request.symbol)
             sessions = session_bounds(request.start, request.end)
-            return await HistoricalFetcher(conn, self.config).minutes(qualified[0], sessions)
+            return await HistoricalFetcher(conn, self.config).minutes(contract, sessions)
         finally:
             await conn.close()
 
