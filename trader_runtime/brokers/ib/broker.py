@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ib_async import Contract, MarketOrder, Stock, Trade
 from ib_async import Fill as IbFill
+from ib_async import MarketOrder, Trade
 
 from trader_runtime.brokers.base import (
     AccountState,
@@ -56,8 +56,9 @@ from trader_runtime.execution.costs import CostModel
 
 @dataclass(slots=True)
 class _Track:
-    """What the broker knows of one of the engine's orders."""
+    """What the broker knows of one of the engine's orders (``qty`` signed shares)."""
 
+    ref: str
     request: OrderRequest | None
     symbol: str
     qty: float
@@ -67,6 +68,21 @@ class _Track:
     final: OrderStatus | None = None
     reported: bool = False
     final_at_s: float = 0.0
+
+    def status(
+        self, state: str = "submitted", filled_shares: float = 0.0, reason: str | None = None
+    ) -> OrderStatus:
+        """Our view of the order; ``filled_shares`` unsigned, as IB reports it."""
+        sign = 1.0 if self.qty > 0 else -1.0
+        return OrderStatus(
+            self.ref,
+            str(self.perm_id or self.order_id),
+            self.symbol,
+            self.qty,
+            state,  # type: ignore[arg-type]
+            sign * filled_shares,
+            reason,
+        )
 
 
 class IbBroker:
@@ -85,8 +101,10 @@ class IbBroker:
         self.conn = connection or IbConnection(config)
         self.book = ExecutionBook(commission_wait_s=config.commission_wait_s)
         self.final_wait_s = final_wait_s
-        self._orders: dict[str, _Track] = {}
-        self._contracts: dict[str, Contract] = {}
+        self._orders: dict[str, _Track] = {}  # every order of the session, by reference
+        self._working: dict[str, _Track] = {}  # no final status yet
+        self._unreported: dict[str, _Track] = {}  # final, not yet handed to the engine
+        self._by_order_id: dict[int, _Track] = {}
         self._errors: dict[int, tuple[int, str]] = {}
         self._previous_bar: datetime | None = None
         self._subscribed = False
@@ -134,28 +152,7 @@ class IbBroker:
                     break
         return AccountState(account, account.startswith("D"), cash, positions)
 
-    async def _contract(self, symbol: str) -> Contract:
-        cached = self._contracts.get(symbol)
-        if cached is not None:
-            return cached
-        contract = Stock(symbol, self.config.exchange, self.config.currency)
-        qualified = await self.ib.qualifyContractsAsync(contract)
-        if not qualified or qualified[0] is None or not qualified[0].conId:
-            raise BrokerError(f"IB does not know the stock {symbol} on {self.config.exchange}")
-        self._contracts[symbol] = contract  # qualified in place (conId, primary exchange)
-        return contract
-
     # -- orders --------------------------------------------------------------------------------
-
-    def _status(self, client_order_id: str, track: _Track, state: str = "submitted") -> OrderStatus:
-        return OrderStatus(
-            client_order_id,
-            str(track.perm_id or track.order_id),
-            track.symbol,
-            track.qty,
-            state,  # type: ignore[arg-type]
-            0.0,
-        )
 
     def _trade_of(self, client_order_id: str) -> Trade | None:
         """ib_async's current trade for an order reference (open or completed); the newest."""
@@ -168,15 +165,15 @@ class IbBroker:
     async def submit(self, order: OrderRequest) -> OrderStatus:
         known = self._orders.get(order.client_order_id)
         if known is not None:
-            return known.final or self._status(order.client_order_id, known)
+            return known.final or known.status()
         trade = self._trade_of(order.client_order_id)
         if trade is not None:  # sent before a restart: never twice
             track = self._track_trade(trade, request=order)
             self._on_status(trade)
-            return track.final or self._status(order.client_order_id, track)
+            return track.final or track.status()
         if not self.conn.connected or self.conn.paused:
             raise BrokerError("IB connectivity is lost: new orders are paused until it returns")
-        contract = await self._contract(order.symbol)
+        contract = await self.conn.stock(order.symbol)
         spec = order_spec(order, self.conn.account)
         ib_order = MarketOrder(
             spec.action,
@@ -186,25 +183,21 @@ class IbBroker:
             tif=spec.tif,
         )
         trade = self.ib.placeOrder(contract, ib_order)
-        track = _Track(order, order.symbol, order.qty, order_id=int(trade.order.orderId))
-        self._orders[order.client_order_id] = track
-        return self._status(order.client_order_id, track)
+        return self._track_trade(trade, request=order).status()
 
     def _track_trade(self, trade: Trade, *, request: OrderRequest | None = None) -> _Track:
         ref = trade.order.orderRef
         track = self._orders.get(ref)
         if track is None:
             sign = 1.0 if trade.order.action == "BUY" else -1.0
-            track = _Track(
-                request,
-                trade.contract.symbol,
-                sign * float(trade.order.totalQuantity),
-            )
-            self._orders[ref] = track
+            qty = sign * float(trade.order.totalQuantity)
+            track = _Track(ref, request, trade.contract.symbol, qty)
+            self._orders[ref] = self._working[ref] = track
         if request is not None and track.request is None:
             track.request = request
         track.order_id = int(trade.order.orderId or track.order_id)
         track.perm_id = int(trade.order.permId or track.perm_id)
+        self._by_order_id[track.order_id] = track
         return track
 
     async def cancel(self, client_order_id: str) -> OrderStatus | None:
@@ -222,8 +215,8 @@ class IbBroker:
         previous, self._previous_bar = self._previous_bar, ts
         if previous is None:
             return
-        for ref, track in list(self._orders.items()):
-            if track.final is None and track.request is not None and track.request.ts < previous:
+        for ref, track in list(self._working.items()):
+            if track.request is not None and track.request.ts < previous:
                 await self.cancel(ref)
 
     # -- events from ib_async ------------------------------------------------------------------
@@ -273,14 +266,14 @@ class IbBroker:
         if req_id <= 0:
             return
         self._errors[req_id] = (code, message)
-        if code in REJECT_CODES:
-            for ref, track in self._orders.items():
-                # ib_async may report the order Cancelled just before the error: a reject wins
-                undecided = track.final is None or (
-                    track.final.state == "cancelled" and not track.reported
-                )
-                if track.order_id == req_id and undecided:
-                    self._finish(ref, track, "rejected", 0.0, f"IB {code}: {message}")
+        track = self._by_order_id.get(req_id)
+        if code in REJECT_CODES and track is not None:
+            # ib_async may report the order Cancelled just before the error: a reject wins
+            undecided = track.final is None or (
+                track.final.state == "cancelled" and not track.reported
+            )
+            if undecided:
+                self._finish(track, "rejected", 0.0, f"IB {code}: {message}")
 
     def _on_status(self, trade: Trade) -> None:
         ref = trade.order.orderRef
@@ -289,28 +282,22 @@ class IbBroker:
         track = self._track_trade(trade)
         if track.final is not None:
             return
-        code = self._errors.get(track.order_id, (None, ""))[0]
+        code, message = self._errors.get(track.order_id, (None, ""))
         state = order_state(trade.orderStatus.status, error_code=code)
         if state is None or state == "submitted":
             return
-        sign = 1.0 if track.qty > 0 else -1.0
-        filled = sign * float(trade.orderStatus.filled)
-        reason = self._errors.get(track.order_id, (None, None))[1] or None
-        self._finish(ref, track, state, filled, reason)
+        self._finish(track, state, float(trade.orderStatus.filled), message or None)
 
-    def _finish(
-        self, ref: str, track: _Track, state: str, filled: float, reason: str | None
-    ) -> None:
-        track.final = OrderStatus(
-            ref,
-            str(track.perm_id or track.order_id),
-            track.symbol,
-            track.qty,
-            state,  # type: ignore[arg-type]
-            filled,
-            reason,
-        )
+    def _finish(self, track: _Track, state: str, filled_shares: float, reason: str | None) -> None:
+        track.final = track.status(state, filled_shares, reason)
         track.final_at_s = time.monotonic()
+        self._working.pop(track.ref, None)
+        self._unreported[track.ref] = track
+
+    def _reported(self, track: _Track) -> None:
+        track.reported = True
+        self._working.pop(track.ref, None)
+        self._unreported.pop(track.ref, None)
 
     # -- to the engine -------------------------------------------------------------------------
 
@@ -325,14 +312,14 @@ class IbBroker:
             if track is not None:
                 track.released_qty += e.qty
         finals = []
-        for track in self._orders.values():
+        for track in list(self._unreported.values()):
             final = track.final
-            if final is None or track.reported:
+            if final is None:
                 continue
             complete = abs(track.released_qty - final.filled_qty) < 1e-9
             if complete or now - track.final_at_s > self.final_wait_s:
                 finals.append(final)
-                track.reported = True
+                self._reported(track)
         return executions, finals
 
     def late_commissions(self) -> list[tuple[str, float]]:
@@ -367,20 +354,10 @@ class IbBroker:
             track = self._track_trade(trade)
             code = self._errors.get(track.order_id, (None, ""))[0]
             state = order_state(trade.orderStatus.status, error_code=code) or "submitted"
-            sign = 1.0 if track.qty > 0 else -1.0
-            orders.append(
-                OrderStatus(
-                    ref,
-                    str(track.perm_id or track.order_id),
-                    track.symbol,
-                    track.qty,
-                    state,
-                    sign * float(trade.orderStatus.filled),
-                )
-            )
+            orders.append(track.status(state, float(trade.orderStatus.filled)))
             if state != "submitted":
-                track.reported = True
                 track.final = orders[-1]
+                self._reported(track)
         return Reconciliation(executions, orders, self._account())
 
     async def _resync(self) -> None:
@@ -388,12 +365,10 @@ class IbBroker:
         await self.ib.reqExecutionsAsync()
         for fill in self.ib.fills():
             self._add_fill(fill)
-        for ref, track in list(self._orders.items()):
-            if track.final is not None:
-                continue
+        for ref, track in list(self._working.items()):
             trade = self._trade_of(ref)
             if trade is None:
-                self._finish(ref, track, "cancelled", 0.0, "unknown to IB after the reconnect")
+                self._finish(track, "cancelled", 0.0, "unknown to IB after the reconnect")
                 continue
             self._on_status(trade)
 
@@ -401,6 +376,6 @@ class IbBroker:
         """Wait up to ``order_ack_timeout_s`` for working orders to report."""
         deadline = time.monotonic() + self.config.order_ack_timeout_s
         while time.monotonic() < deadline:
-            if all(t.final is not None for t in self._orders.values()):
+            if not self._working:
                 return
             await asyncio.sleep(0.05)
