@@ -219,6 +219,7 @@ class LiveEngine:
         if live.mode == "live" and broker.name == "paper":
             raise ConfigError("mode 'live' needs a real broker; the paper broker only simulates")
         self.symbols = symbols
+        self._column = {s: j for j, s in enumerate(symbols)}  # symbol -> column of the arrays
         self.trading = trading
         self.live = live
         self.feed = feed
@@ -552,7 +553,7 @@ class LiveEngine:
         trader = state.trader
         ts_us = epoch_us(ts)
         out: list[FillRecord] = []
-        index = {s: j for j, s in enumerate(self.symbols)}
+        index = self._column
         for e in executions:
             child = state.inflight.get(e.client_order_id)
             if child is None and e.symbol not in index:
@@ -608,7 +609,7 @@ class LiveEngine:
         self, row: MarketRow, rows: list[dict[str, Any]], t: int
     ) -> list[DecisionRecord]:
         out = []
-        index = {s: j for j, s in enumerate(self.symbols)}
+        index = self._column
         names = self.state.market.feature_names
         for d in rows:
             j = index[d["symbol"]]
