@@ -240,6 +240,7 @@ def test_orders_pause_on_1100_and_bars_resubscribe_on_1101(tmp_path: Path) -> No
                 if i.note and "paused" in i.note
             ]
             assert seen["orders_before_restore"] == seen["orders_at_outage"]
+            assert paused, "no order was decided during the outage: the check above proved nothing"
             orders = on(gw, lambda g: list(g.orders))
             # every intent decided during the outage was refused, none reached the gateway
             assert {i.client_order_id for i in paused}.isdisjoint({o.order_ref for o in orders})
