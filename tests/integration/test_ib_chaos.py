@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT, RoboEnv
 from tests.fake_ib import Script
+from tests.fake_ib.log_guard import DECODER_ERROR_PREFIXES
 from tests.ib_kit import Clock, loaded_gateway, on, realtime_subscriptions
 from tests.integration.test_ib_broker import assert_books_agree
 from tests.live_kit import register_model
@@ -94,3 +95,6 @@ def test_sigkill_mid_session_then_restart_keeps_every_book_whole(robo_env: RoboE
             assert not journal.intents(session.session_id, ["pending"])
             kinds = journal.events(session.session_id)["kind"].to_list()
             assert "resumed" in kinds
+    # the sessions ran in subprocesses: their ib_async decoder errors went to the log (stderr)
+    text = log.read_text()
+    assert not any(prefix in text for prefix in DECODER_ERROR_PREFIXES), text[-3000:]
