@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.covariance import ledoit_wolf  # type: ignore[import-untyped]
 
+from trader_runtime.decision import kernels
 from trader_runtime.decision.arrays import finite_or_zero
 from trader_runtime.decision.config import SizingConfig
 from trader_runtime.market.regimes import Regime
@@ -32,12 +33,24 @@ def signal_weights(
     direction: FloatArray, confidence: FloatArray, regime: Regime, config: SizingConfig
 ) -> FloatArray:
     """``direction x base_fraction x regime multiplier x confidence``, capped per position."""
-    raw = direction * config.base_fraction * config.regime_multipliers[regime] * confidence
-    cap = config.max_position_fraction
-    return np.clip(finite_or_zero(raw), -cap, cap)
+    multiplier = config.regime_multipliers[regime]
+    return np.array(
+        [
+            kernels.signal_weight(
+                float(d), float(c), config.base_fraction, multiplier, config.max_position_fraction
+            )
+            for d, c in zip(direction, confidence, strict=True)
+        ]
+    )
 
 
-def _correlation_penalised(
+def penalty_applies(current: FloatArray, penalty: float) -> bool:
+    """Whether the correlation penalty can change anything: a positive penalty, two symbols or
+    more and something held (with nothing else held, the rest of the book has no variance)."""
+    return penalty > 0.0 and len(current) > 1 and bool(np.any(current != 0.0))
+
+
+def correlation_penalised(
     desired: FloatArray, current: FloatArray, covariance: FloatArray | None, penalty: float
 ) -> FloatArray:
     """Shrink the part of each change that adds exposure correlated with the other holdings.
@@ -66,29 +79,6 @@ def _correlation_penalised(
     return out
 
 
-def _no_new_exposure(desired: FloatArray, current: FloatArray) -> FloatArray:
-    """A crash: keep, reduce or close positions, never open, enlarge or flip one."""
-    same_side = np.sign(desired) == np.sign(current)
-    kept = np.where(same_side, np.sign(current) * np.minimum(np.abs(desired), np.abs(current)), 0.0)
-    return np.asarray(kept, dtype=np.float64)
-
-
-def _capped(weights: FloatArray, config: SizingConfig) -> FloatArray:
-    cap = config.max_position_fraction
-    w = np.clip(weights, -cap, cap)
-    net = float(w.sum())
-    if abs(net) > config.max_net_fraction:
-        side = w > 0 if net > 0 else w < 0
-        excess_side = float(np.abs(w[side]).sum())
-        # shrink the dominant side until |net| equals the cap
-        factor = max(0.0, (excess_side - (abs(net) - config.max_net_fraction)) / excess_side)
-        w = np.where(side, w * factor, w)
-    gross = float(np.abs(w).sum())
-    if gross > config.max_gross_fraction:
-        w = w * (config.max_gross_fraction / gross)
-    return np.asarray(w, dtype=np.float64)
-
-
 def size_weights(
     desired: FloatArray,
     current: FloatArray,
@@ -104,9 +94,9 @@ def size_weights(
     desired = finite_or_zero(np.asarray(desired, dtype=np.float64))
     current = finite_or_zero(np.asarray(current, dtype=np.float64))
     if regime is Regime.CRASH:
-        desired = _no_new_exposure(desired, current)
+        desired = kernels.no_new_exposure(desired, current)
     else:
-        desired = _correlation_penalised(desired, current, covariance, config.correlation_penalty)
-    weights = _capped(desired, config)
-    # safety margin against rounding: never above a cap by a float ulp
-    return np.asarray(weights * (1.0 - 1e-12), dtype=np.float64)
+        desired = correlation_penalised(desired, current, covariance, config.correlation_penalty)
+    return kernels.capped(
+        desired, config.max_position_fraction, config.max_net_fraction, config.max_gross_fraction
+    )

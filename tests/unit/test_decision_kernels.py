@@ -1,0 +1,38 @@
+"""The compiled decision loops keep NumPy's results bit for bit: sums in NumPy's pairwise order,
+``sign`` and ``clip`` as NumPy defines them on floats."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from trader_runtime.decision import kernels
+
+floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=arrays(np.float64, st.integers(0, 700), elements=floats))
+def test_pairwise_sum_is_numpys_sum_bit_for_bit(values: np.ndarray) -> None:
+    assert kernels.pairwise_sum(values).hex() == float(values.sum()).hex()
+
+
+def test_pairwise_sum_over_long_arrays_and_every_block_boundary() -> None:
+    rng = np.random.default_rng(5)
+    for n in [*range(120, 140), 255, 256, 257, 1023, 1024, 1025, 4099, 20_000]:
+        values = rng.normal(0.0, 1.0, n) * 10.0 ** rng.integers(-6, 6, n)
+        assert kernels.pairwise_sum(values) == float(values.sum()), n
+
+
+@given(x=st.floats(allow_nan=True) | st.sampled_from([0.0, -0.0]))
+def test_sign_and_clip_are_numpys(x: float) -> None:
+    expected = float(np.sign(x))
+    got = kernels.sign(x)
+    assert (math.isnan(got) and math.isnan(expected)) or got.hex() == expected.hex()
+    clipped = float(np.clip(x, -0.05, 0.05))
+    got = kernels.clip(x, -0.05, 0.05)
+    assert (math.isnan(got) and math.isnan(clipped)) or got.hex() == clipped.hex()
