@@ -15,6 +15,7 @@ they filled in (its close instant ``ts``); their reference price is that bar's o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -126,7 +127,7 @@ class Backtest:
             gross[t] = float(np.abs(held).sum())
             net[t] = float(held.sum())
             trader.decide(ts_us, self._snapshot(t))
-            working = trader.children(t, ts_us, self._horizon(t + 1, slices), equity[t])
+            working = trader.children(t, ts_us, partial(self._horizon, t + 1, slices), equity[t])
         return self._result(equity, cash, gross, net)
 
     def _result(

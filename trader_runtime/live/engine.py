@@ -513,7 +513,9 @@ class LiveEngine:
         if trader.risk.halted and self.trading.risk.flatten_on_halt and trader.risk_events:
             children = trader.flatten_children(t, ts_us)
         else:
-            children = trader.children(t, ts_us, state.market.expected_volume(slices), equity)
+            children = trader.children(
+                t, ts_us, lambda: state.market.expected_volume(slices), equity
+            )
         decisions = self._decision_records(row, trader.decisions[n_decided:], t)
         intents = self._intents(row.ts, t, children)
         decided = time.perf_counter_ns()

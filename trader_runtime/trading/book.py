@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trader_runtime.execution.costs import Fill
+from trader_runtime.trading import kernels
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -35,12 +36,11 @@ class Book:
 
     def value_at(self, prices: FloatArray) -> float:
         """Cash plus positions valued at ``prices`` (the last mark where a price is missing)."""
-        px = np.where(prices > 0.0, prices, self.mark)
-        held = self.position != 0.0
-        return self.cash + float(np.sum(self.position[held] * px[held]))
+        return float(kernels.value_at(prices, self.mark, self.position, self.cash))
 
-    def update_marks(self, closes: FloatArray) -> None:
-        self.mark = np.where(closes > 0.0, closes, self.mark)
+    def mark_to(self, closes: FloatArray) -> float:
+        """Mark at the positive ``closes`` and return the equity (cash plus positions, USD)."""
+        return float(kernels.mark_to(closes, self.mark, self.position, self.cash))
 
     def holdings_usd(self) -> FloatArray:
         """Signed market value of each position at the marks (0 where flat)."""

@@ -35,10 +35,10 @@ class ParentOrder:
     carry: float = 0.0
 
     def next_quantity(
-        self, position_shares: float, execution: ExecutionConfig, horizon: FloatArray
+        self, position_shares: float, execution: ExecutionConfig, horizon: FloatArray | None
     ) -> float:
         """The next child's signed quantity given the position now; ``horizon`` is the expected
-        volume of the coming bars (for VWAP)."""
+        volume of the coming bars (VWAP's first child needs it)."""
         remaining = self.target_shares - position_shares
         if self.children is None:
             self.children = child_schedule(remaining, execution, horizon)

@@ -18,9 +18,11 @@ import numpy.typing as npt
 
 from trader_runtime.decision.config import RiskConfig, SizingConfig
 from trader_runtime.features.streaming import SessionBounds
+from trader_runtime.trading import kernels
 
 FloatArray = npt.NDArray[np.float64]
 _MINUTE_US = 60_000_000
+_HOUR_US = 3_600_000_000
 _NEW_YORK = ZoneInfo("America/New_York")
 
 REFUSALS = ("halted", "outside_hours", "rate_limit", "price_band", "position_cap", "gross_cap")
@@ -49,15 +51,15 @@ class RiskEngine:
         self._last_close = np.full(n, np.nan)
         self._prev_close = np.full(n, np.nan)
         self._sessions = SessionBounds()
+        self._hour = -1
+        self._hour_key = ""
 
     # -- every bar -----------------------------------------------------------------------------
 
     def on_bar(self, ts_us: int, closes: FloatArray, equity_usd: float) -> RiskEvent | None:
         """Track closes for the price band, roll the session, and check the daily loss limit."""
-        has = np.isfinite(closes)
-        self._prev_close = np.where(has, self._last_close, self._prev_close)
-        self._last_close = np.where(has, closes, self._last_close)
-        key = datetime.fromtimestamp(ts_us / 1e6, tz=UTC).astimezone(_NEW_YORK).date().isoformat()
+        kernels.track_closes(closes, self._last_close, self._prev_close)
+        key = self._session_key(ts_us)
         if key != self.session_key:
             self.session_key = key
             self.session_open_equity_usd = equity_usd
@@ -81,6 +83,17 @@ class RiskEngine:
                 },
             )
         return None
+
+    def _session_key(self, ts_us: int) -> str:
+        """The New York date of an instant (ISO), looked up once an hour (New York's UTC
+        offsets are whole hours)."""
+        hour = ts_us // _HOUR_US
+        if hour != self._hour:
+            self._hour = hour
+            self._hour_key = (
+                datetime.fromtimestamp(ts_us / 1e6, tz=UTC).astimezone(_NEW_YORK).date().isoformat()
+            )
+        return self._hour_key
 
     def halt(self, reason: str) -> None:
         """Stop new orders (a daily-loss halt lifts at the next session; any other lasts)."""

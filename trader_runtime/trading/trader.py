@@ -13,6 +13,7 @@ Per bar instant ``t`` the caller (backtest loop or live engine) does, in this or
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,8 +99,7 @@ class Trader:
 
     def mark(self, ts_us: int, closes: FloatArray) -> float:
         """Mark the book at ``closes``; run the daily loss guard; return the equity (USD)."""
-        self.book.update_marks(closes)
-        equity = self.book.cash + float(self.book.holdings_usd().sum())
+        equity = self.book.mark_to(closes)
         event = self.risk.on_bar(ts_us, closes, equity)
         if event is not None:
             self.risk_events.append(event)
@@ -167,18 +167,29 @@ class Trader:
     # -- 4. children ---------------------------------------------------------------------------
 
     def children(
-        self, bar: int, ts_us: int, expected_volume: FloatArray, equity_usd: float
+        self,
+        bar: int,
+        ts_us: int,
+        expected_volume: Callable[[], FloatArray],
+        equity_usd: float,
     ) -> list[ChildOrder]:
         """One child per working parent, in symbol order, each through the risk checks.
-        ``expected_volume`` is ``(slices, n)``: the coming bars' expected volume (VWAP)."""
+        ``expected_volume()`` is ``(slices, n)``: the coming bars' expected volume, asked for
+        only when a new parent's schedule follows volume (VWAP)."""
         out: list[ChildOrder] = []
         book, execution = self.book, self.config.execution
+        volumes: FloatArray | None = None
         for j, order in enumerate(self.orders):
             if order is None:
                 continue
             position = float(book.position[j])
             remaining = order.target_shares - position
-            qty = order.next_quantity(position, execution, expected_volume[:, j])
+            horizon = None
+            if order.children is None and execution.algo == "vwap":
+                if volumes is None:
+                    volumes = expected_volume()
+                horizon = volumes[:, j]
+            qty = order.next_quantity(position, execution, horizon)
             if qty == 0.0:
                 if remaining == 0.0:
                     self.orders[j] = None
