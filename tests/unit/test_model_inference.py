@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from trader_runtime.live.scoring import LoadedModel, ModelRef
-from trader_runtime.models.inference import compile_pipeline
+from trader_runtime.models.inference import compile_pipeline, native_candidates
 from trader_runtime.models.zoo import FAMILIES, Family, make_model
 
 N_FEATURES = 6
@@ -48,6 +48,23 @@ def test_native_scoring_equals_the_pipeline_bit_for_bit(fitted: tuple[Family, Pi
     assert np.array_equal(native(X), expected)
     for row in X[:20]:  # one row at a time, as the live loop scores
         assert np.array_equal(native(row[None, :]), pipeline.predict_proba(row[None, :])[:, 1])
+
+
+def test_every_native_candidate_equals_the_pipeline_and_trees_are_walked_in_numba(
+    fitted: tuple[Family, Pipeline],
+) -> None:
+    family, pipeline = fitted
+    X, _ = _data(n=200, seed=3)
+    X[7] = np.nan  # a symbol without a bar: NaN, whichever candidate scores
+    candidates = native_candidates(pipeline)
+    # the tree families are walked by our compiled kernels first, the library's call second
+    assert len(candidates) == {"random_forest": 1, "xgboost": 2, "lightgbm": 2, "mlp": 1}[family]
+    keep = np.arange(len(X)) != 7
+    expected = pipeline.predict_proba(X[keep])[:, 1]
+    for native in candidates:
+        got = native(X)
+        assert np.isnan(got[7])
+        assert np.array_equal(got[keep], expected)
 
 
 def test_a_loaded_zoo_model_scores_natively_and_leaves_empty_rows_nan(

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import sklearn  # type: ignore[import-untyped]
 
 from trader_runtime.errors import RoboTraderError
-from trader_runtime.models.inference import Predictor, compile_pipeline
+from trader_runtime.models.inference import Predictor, native_candidates
 
 FloatArray = npt.NDArray[np.float64]
 FEATURE_SET_TAG = "feature_set_hash"
@@ -55,7 +55,7 @@ class ModelRef:
 class LoadedModel:
     """A registered scikit-learn pipeline and its feature columns, ready to score.
 
-    Scoring goes through ``trader_runtime.models.inference.compile_pipeline`` when its native
+    Scoring goes through the first of ``trader_runtime.models.inference.native_candidates`` whose
     predictor gives the pipeline's own probabilities bit for bit on a probe of rows (checked
     here, once); otherwise through the pipeline. ``native`` says which."""
 
@@ -75,13 +75,11 @@ class LoadedModel:
 
     def predict(self, features: FloatArray) -> FloatArray:
         """Probabilities per row of ``features`` (NaN for an all-NaN row: a symbol without a bar)."""
+        if self._native is not None:
+            return self._native(features)
         out = np.full(features.shape[0], np.nan)
         rows = np.flatnonzero(~np.all(np.isnan(features), axis=1))
-        if rows.size == 0:
-            return out
-        if self._native is not None:
-            out[rows] = self._native(features[rows])
-        else:
+        if rows.size:
             out[rows] = _pipeline_positive(self.model, features[rows])
         return out
 
@@ -110,21 +108,29 @@ def _probe(model: Any, n_features: int, n_rows: int = 64) -> FloatArray:
 
 
 def _checked_native(model: Any, n_features: int) -> Predictor | None:
-    """The native predictor if it equals the pipeline bit for bit, row by row and in a batch."""
+    """The first native predictor that equals the pipeline bit for bit, row by row and in a
+    batch (None: the pipeline scores)."""
     try:
-        native = compile_pipeline(model)
-        if native is None:
-            return None
-        probe = _probe(model, n_features)
-        if not np.array_equal(native(probe), _pipeline_positive(model, probe)):
-            return None
-        for row in probe[:8]:
-            one = row[None, :]
-            if not np.array_equal(native(one), _pipeline_positive(model, one)):
-                return None
+        candidates = native_candidates(model)
+        probe = _probe(model, n_features) if candidates else None
     except Exception:  # any surprise in a model's internals: keep the pipeline
         return None
-    return native
+    for native in candidates:
+        try:
+            if _equal(native, model, probe):
+                return native
+        except Exception:
+            continue
+    return None
+
+
+def _equal(native: Predictor, model: Any, probe: FloatArray | None) -> bool:
+    if probe is None or not np.array_equal(native(probe), _pipeline_positive(model, probe)):
+        return False
+    return all(
+        np.array_equal(native(row[None, :]), _pipeline_positive(model, row[None, :]))
+        for row in probe[:8]
+    )
 
 
 def resolve(
