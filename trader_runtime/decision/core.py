@@ -17,18 +17,35 @@ import numpy.typing as npt
 from trader_runtime.decision import kernels
 from trader_runtime.decision.config import TradingConfig
 from trader_runtime.decision.signal import ProbabilityCenter
-from trader_runtime.decision.sizing import (
-    correlation_penalised,
-    penalty_applies,
-    shrunk_covariance,
-)
+from trader_runtime.decision.sizing import correlation_penalised, shrunk_covariance
 from trader_runtime.market.regimes import REGIME_ORDER, Regime
 
 FloatArray = npt.NDArray[np.float64]
 
 BoolArray = npt.NDArray[np.bool_]
 
-_CRASH = REGIME_ORDER.index(Regime.CRASH)
+_REGIME_CODE = {r: i for i, r in enumerate(REGIME_ORDER)}
+
+
+def _params(config: TradingConfig) -> FloatArray:
+    """The settings array of ``kernels.decide`` (``kernels.P_*``)."""
+    signal, sizing = config.signal, config.sizing
+    params = np.empty(kernels.N_PARAMS)
+    params[kernels.P_ENTRY_EDGE] = signal.entry_edge
+    params[kernels.P_ALLOW_SHORT] = signal.allow_short
+    params[kernels.P_CONFIRM] = config.confirmation.enabled
+    params[kernels.P_STOPS] = config.stops.enabled
+    params[kernels.P_HOLDING_BARS] = signal.holding_bars
+    params[kernels.P_BASE_FRACTION] = sizing.base_fraction
+    params[kernels.P_FULL_EDGE] = signal.full_confidence_edge
+    params[kernels.P_MAX_MULTIPLE] = signal.max_confidence_multiple
+    params[kernels.P_CAP] = sizing.max_position_fraction
+    params[kernels.P_MAX_NET] = sizing.max_net_fraction
+    params[kernels.P_MAX_GROSS] = sizing.max_gross_fraction
+    params[kernels.P_BAND] = sizing.rebalance_min_fraction
+    params[kernels.P_PENALTY] = sizing.correlation_penalty
+    params[kernels.P_CRASH] = REGIME_ORDER.index(Regime.CRASH)
+    return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +115,8 @@ class DecisionCore:
         stops = config.stops.by_regime
         self._stop_pct = np.array([stops[r].stop_pct for r in REGIME_ORDER])
         self._target_pct = np.array([stops[r].target_pct for r in REGIME_ORDER])
+        self._multipliers = np.array([sizing.regime_multipliers[r] for r in REGIME_ORDER])
+        self._params = _params(config)
 
     # -- state that only depends on prices ---------------------------------------------------
 
@@ -124,64 +143,42 @@ class DecisionCore:
     # -- one bar -----------------------------------------------------------------------------
 
     def step(self, bar: BarSnapshot, book: PortfolioView) -> Decision:
-        cfg = self.config
-        signal, sizing = cfg.signal, cfg.sizing
         self._observe_returns(bar.bar_index, bar.close)
-        edge = self._center.edge(bar.probability)
-        regime = REGIME_ORDER.index(bar.regime)
-        direction, ok, has_bar, current, desired, reasons = kernels.signals(
+        center = self._center
+        edge, direction, ok, has_bar, current, desired, reasons, targets, done = kernels.decide(
             bar.bar_index,
             bar.close,
             bar.high,
             bar.low,
-            edge,
+            np.asarray(bar.probability, dtype=np.float64),
             bar.trends,
             bar.applicable,
-            regime,
-            _CRASH,
+            _REGIME_CODE[bar.regime],
             book.equity_usd,
             book.committed_shares,
             book.position_shares,
             book.avg_entry_usd,
             self._last_close,
+            center.values,
+            center.count,
+            center.total,
+            center.slot,
+            center.min_bars,
             self._side,
             self._expiry,
             self._entry_regime,
-            signal.entry_edge,
-            signal.allow_short,
-            cfg.confirmation.enabled,
-            cfg.stops.enabled,
+            self._params,
+            self._multipliers,
             self._stop_pct,
             self._target_pct,
-            signal.holding_bars,
-            sizing.base_fraction,
-            sizing.regime_multipliers[bar.regime],
-            signal.full_confidence_edge,
-            signal.max_confidence_multiple,
-            sizing.max_position_fraction,
         )
-        if bar.regime is Regime.CRASH:
-            desired = kernels.no_new_exposure(desired, current)
-        elif penalty_applies(current, sizing.correlation_penalty):
-            desired = correlation_penalised(
-                desired, current, self.covariance(), sizing.correlation_penalty
-            )
-        final = kernels.capped(
-            desired,
-            sizing.max_position_fraction,
-            sizing.max_net_fraction,
-            sizing.max_gross_fraction,
-        )
-        targets = kernels.targets(
-            final,
-            current,
-            has_bar,
-            reasons,
-            sizing.max_position_fraction,
-            sizing.max_net_fraction,
-            sizing.max_gross_fraction,
-            sizing.rebalance_min_fraction,
-        )
+        if not done:
+            covariance = self.covariance()
+            if covariance is not None:
+                desired = correlation_penalised(
+                    desired, current, covariance, self.config.sizing.correlation_penalty
+                )
+            targets = kernels.finish(desired, current, has_bar, reasons, self._params)
         return Decision(
             target_weights=targets,
             reasons=tuple([kernels.REASONS[r] for r in reasons.tolist()]),

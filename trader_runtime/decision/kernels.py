@@ -25,6 +25,25 @@ _jit = njit(cache=True, error_model="numpy")
 NO_REASON, STOP, TARGET, EXPIRY, REBALANCE, ENTRY = 0, 1, 2, 3, 4, 5
 REASONS: tuple[str | None, ...] = (None, "stop", "target", "expiry", "rebalance", "entry")
 
+# the settings array of ``signals``, ``decide`` and ``finish`` (``DecisionCore`` fills it)
+(
+    P_ENTRY_EDGE,
+    P_ALLOW_SHORT,
+    P_CONFIRM,
+    P_STOPS,
+    P_HOLDING_BARS,
+    P_BASE_FRACTION,
+    P_FULL_EDGE,
+    P_MAX_MULTIPLE,
+    P_CAP,
+    P_MAX_NET,
+    P_MAX_GROSS,
+    P_BAND,
+    P_PENALTY,
+    P_CRASH,
+) = range(14)
+N_PARAMS = 14
+
 _PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE
 
 
@@ -231,7 +250,6 @@ def signals(
     trends: FloatArray,
     applicable: BoolArray,
     regime: int,
-    crash: int,
     equity_usd: float,
     committed: FloatArray,
     position: FloatArray,
@@ -240,24 +258,29 @@ def signals(
     side_state: FloatArray,
     expiry: IntArray,
     entry_regime: IntArray,
-    entry_edge: float,
-    allow_short: bool,
-    confirm: bool,
-    stops: bool,
+    params: FloatArray,
+    multipliers: FloatArray,
     stop_pct: FloatArray,
     target_pct: FloatArray,
-    holding_bars: int,
-    base_fraction: float,
-    multiplier: float,
-    full_edge: float,
-    max_multiple: float,
-    cap: float,
 ) -> tuple[FloatArray, BoolArray, BoolArray, FloatArray, FloatArray, IntArray]:
     """Directions, confirmation, exits of what is held and new or renewed signals of one bar.
 
     Returns ``(direction, confirmed, has_bar, current, desired, reasons)``: ``current`` is the
     committed weight at this bar's price, ``desired`` the weight wanted before the sizing rules.
-    Updates each symbol's ``side_state``, holding ``expiry`` and ``entry_regime``."""
+    Updates each symbol's ``side_state``, holding ``expiry`` and ``entry_regime``. ``params``
+    holds the settings (``P_*``), ``multipliers`` the sizing multiplier of each regime and
+    ``stop_pct``/``target_pct`` the stop levels of each regime (``REGIME_ORDER``)."""
+    entry_edge = params[P_ENTRY_EDGE]
+    allow_short = params[P_ALLOW_SHORT] != 0.0
+    confirm = params[P_CONFIRM] != 0.0
+    stops = params[P_STOPS] != 0.0
+    holding_bars = np.int64(params[P_HOLDING_BARS])
+    base_fraction = params[P_BASE_FRACTION]
+    multiplier = multipliers[regime]
+    full_edge = params[P_FULL_EDGE]
+    max_multiple = params[P_MAX_MULTIPLE]
+    cap = params[P_CAP]
+    crash = np.int64(params[P_CRASH])
     n = close.shape[0]
     k = trends.shape[1]
     direction = np.zeros(n)
@@ -419,3 +442,96 @@ def targets(
         else:
             reasons[i] = NO_REASON
     return out
+
+
+@_jit
+def finish(
+    desired: FloatArray,
+    current: FloatArray,
+    has_bar: BoolArray,
+    reasons: IntArray,
+    params: FloatArray,
+) -> FloatArray:
+    """The caps on ``desired`` (``capped``), then the weights that go out (``targets``)."""
+    final = capped(desired, params[P_CAP], params[P_MAX_NET], params[P_MAX_GROSS])
+    return targets(
+        final,
+        current,
+        has_bar,
+        reasons,
+        params[P_CAP],
+        params[P_MAX_NET],
+        params[P_MAX_GROSS],
+        params[P_BAND],
+    )
+
+
+@_jit
+def decide(
+    bar_index: int,
+    close: FloatArray,
+    high: FloatArray,
+    low: FloatArray,
+    probability: FloatArray,
+    trends: FloatArray,
+    applicable: BoolArray,
+    regime: int,
+    equity_usd: float,
+    committed: FloatArray,
+    position: FloatArray,
+    avg_entry: FloatArray,
+    last_close: FloatArray,
+    center_values: FloatArray,
+    center_count: IntArray,
+    center_total: FloatArray,
+    center_slot: IntArray,
+    min_center_bars: int,
+    side_state: FloatArray,
+    expiry: IntArray,
+    entry_regime: IntArray,
+    params: FloatArray,
+    multipliers: FloatArray,
+    stop_pct: FloatArray,
+    target_pct: FloatArray,
+) -> tuple[
+    FloatArray, FloatArray, BoolArray, BoolArray, FloatArray, FloatArray, IntArray, FloatArray, bool
+]:
+    """One bar of the decision core after the returns are observed: the centred edges, then
+    ``signals``, the crash rule and ``finish``.
+
+    Returns ``(edge, direction, confirmed, has_bar, current, desired, reasons, targets, done)``;
+    when ``done`` is False the correlation penalty may apply: the caller penalises ``desired``
+    and calls ``finish`` (``targets`` is then empty)."""
+    edge = centred_edges(
+        probability, center_values, center_count, center_total, center_slot, min_center_bars
+    )
+    direction, ok, has_bar, current, desired, reasons = signals(
+        bar_index,
+        close,
+        high,
+        low,
+        edge,
+        trends,
+        applicable,
+        regime,
+        equity_usd,
+        committed,
+        position,
+        avg_entry,
+        last_close,
+        side_state,
+        expiry,
+        entry_regime,
+        params,
+        multipliers,
+        stop_pct,
+        target_pct,
+    )
+    if regime == np.int64(params[P_CRASH]):
+        desired = no_new_exposure(desired, current)
+    elif params[P_PENALTY] > 0.0 and current.shape[0] > 1:
+        for i in range(current.shape[0]):
+            if current[i] != 0.0:  # something held: the penalty may act
+                return edge, direction, ok, has_bar, current, desired, reasons, np.empty(0), False
+    out = finish(desired, current, has_bar, reasons, params)
+    return edge, direction, ok, has_bar, current, desired, reasons, out, True

@@ -44,12 +44,6 @@ def signal_weights(
     )
 
 
-def penalty_applies(current: FloatArray, penalty: float) -> bool:
-    """Whether the correlation penalty can change anything: a positive penalty, two symbols or
-    more and something held (with nothing else held, the rest of the book has no variance)."""
-    return penalty > 0.0 and len(current) > 1 and bool(np.any(current != 0.0))
-
-
 def correlation_penalised(
     desired: FloatArray, current: FloatArray, covariance: FloatArray | None, penalty: float
 ) -> FloatArray:
