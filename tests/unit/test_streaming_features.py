@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -19,23 +19,7 @@ from trader_runtime.features.streaming import (
     KINDS,
     StreamingFeatures,
     StreamingMarketIndex,
-    TaAdx,
-    TaAtr,
-    TaBbands,
-    TaBeta,
-    TaCci,
-    TaCorrel,
-    TaEma,
-    TaMacd,
-    TaMfi,
-    TaObv,
-    TaRoc,
-    TaRsi,
-    TaSma,
-    TaStdDev,
-    TaStoch,
-    TaSum,
-    TaWillr,
+    TaMachine,
     fma,
     fma_exact,
     measure_update_latency_us,
@@ -229,6 +213,22 @@ def test_update_rejects_bars_that_do_not_move_forward_in_time() -> None:
         engine.update(Bar(datetime(2024, 3, 1, 14, 33), 100.0, 101.0, 99.0, 100.5, 1000.0))
 
 
+def test_update_into_writes_the_row_update_returns(frames: dict[str, pl.DataFrame]) -> None:
+    aaa = frames["AAA"].select("ts", "open", "high", "low", "close", "volume").rows()[:2_000]
+    index = StreamingMarketIndex()
+    by_dict, by_array = StreamingFeatures(), StreamingFeatures()
+    out = np.empty(len(FEATURES))
+    for ts, o, h, lo, c, v in aaa:
+        r, lvl = index.update(ts, {"AAA": c})
+        bar = Bar(ts, o, h, lo, c, v)
+        want = by_dict.update(bar, market_return=r, market_level=lvl)
+        by_array.update_into(bar, out, market_return=r, market_level=lvl)
+        assert np.array_equal(out, np.array(list(want.values())), equal_nan=True)
+    later = Bar(aaa[-1][0] + timedelta(minutes=1), 100.0, 101.0, 99.0, 100.5, 1000.0)
+    with pytest.raises(ValueError, match="out must be float64"):
+        by_array.update_into(later, np.empty(3))
+
+
 def test_fused_multiply_add_is_correctly_rounded() -> None:
     rng = np.random.default_rng(0)
     for a, b, c in rng.standard_normal((200, 3)) * [1.0, 1e3, 1e-3]:
@@ -273,31 +273,29 @@ def _walk(seed: int, n: int = 5000) -> Walk:
     )
 
 
-def _feed(update: Callable[..., float], *columns: Array) -> Array:
-    return np.array([update(*row) for row in zip(*columns, strict=True)])
+def _feed_parts(machine: TaMachine, *columns: Array) -> list[Array]:
+    """Every output of the compiled machine, one row of ``columns`` per update."""
+    rows = [machine.update(*row) for row in zip(*columns, strict=True)]
+    return list(np.array(rows).T)
 
 
-def _feed_parts(machine: object, parts: tuple[str, ...], *columns: Array) -> Iterator[Array]:
-    update = machine.update  # type: ignore[attr-defined]
-    rows = []
-    for row in zip(*columns, strict=True):
-        update(*row)
-        rows.append([getattr(machine, p) for p in parts])
-    return iter(np.array(rows).T)
+def _feed(machine: TaMachine, *columns: Array) -> Array:
+    """The single output of the machine."""
+    return _feed_parts(machine, *columns)[0]
 
 
 def _macd(w: Walk, part: int) -> tuple[Array, Array]:
-    streamed = list(_feed_parts(TaMacd(12, 26, 9), ("macd", "signal", "hist"), w.close))
+    streamed = _feed_parts(TaMachine("macd", 12, 26, 9), w.close)
     return streamed[part], talib.MACD(w.close, 12, 26, 9)[part]
 
 
 def _stoch(w: Walk, part: int) -> tuple[Array, Array]:
-    streamed = list(_feed_parts(TaStoch(14, 3, 3), ("k", "d"), w.high, w.low, w.close))
+    streamed = _feed_parts(TaMachine("stoch", 14, 3, 3), w.high, w.low, w.close)
     return streamed[part], talib.STOCH(w.high, w.low, w.close, 14, 3, SMA, 3, SMA)[part]
 
 
 def _bbands(w: Walk, part: int) -> tuple[Array, Array]:
-    streamed = list(_feed_parts(TaBbands(20, 2.0, 2.0), ("upper", "middle", "lower"), w.close))
+    streamed = _feed_parts(TaMachine("bbands", 20, 2.0, 2.0), w.close)  # upper, middle, lower
     return streamed[part], talib.BBANDS(w.close, 20, 2.0, 2.0, SMA)[part]
 
 
@@ -306,55 +304,55 @@ def _returns(p: Array) -> Array:
 
 
 TALIB_CASES: dict[str, Callable[[Walk], tuple[Array, Array]]] = {
-    "SMA": lambda w: (_feed(TaSma(30).update, w.close), talib.SMA(w.close, 30)),
-    "SUM": lambda w: (_feed(TaSum(20).update, w.volume), talib.SUM(w.volume, 20)),
-    "EMA": lambda w: (_feed(TaEma(26).update, w.close), talib.EMA(w.close, 26)),
+    "SMA": lambda w: (_feed(TaMachine("sma", 30), w.close), talib.SMA(w.close, 30)),
+    "SUM": lambda w: (_feed(TaMachine("sum", 20), w.volume), talib.SUM(w.volume, 20)),
+    "EMA": lambda w: (_feed(TaMachine("ema", 26), w.close), talib.EMA(w.close, 26)),
     "MACD": lambda w: _macd(w, 0),
     "MACD signal": lambda w: _macd(w, 1),
     "MACD hist": lambda w: _macd(w, 2),
-    "RSI": lambda w: (_feed(TaRsi(14).update, w.close), talib.RSI(w.close, 14)),
+    "RSI": lambda w: (_feed(TaMachine("rsi", 14), w.close), talib.RSI(w.close, 14)),
     "ATR": lambda w: (
-        _feed(TaAtr(14).update, w.high, w.low, w.close),
+        _feed(TaMachine("atr", 14), w.high, w.low, w.close),
         talib.ATR(w.high, w.low, w.close, 14),
     ),
     "ADX": lambda w: (
-        _feed(TaAdx(14).update, w.high, w.low, w.close),
+        _feed(TaMachine("adx", 14), w.high, w.low, w.close),
         talib.ADX(w.high, w.low, w.close, 14),
     ),
     "STOCH slow k": lambda w: _stoch(w, 0),
     "STOCH slow d": lambda w: _stoch(w, 1),
     "WILLR": lambda w: (
-        _feed(TaWillr(14).update, w.high, w.low, w.close),
+        _feed(TaMachine("willr", 14), w.high, w.low, w.close),
         talib.WILLR(w.high, w.low, w.close, 14),
     ),
     "CCI": lambda w: (
-        _feed(TaCci(20).update, w.high, w.low, w.close),
+        _feed(TaMachine("cci", 20), w.high, w.low, w.close),
         talib.CCI(w.high, w.low, w.close, 20),
     ),
     "MFI": lambda w: (
-        _feed(TaMfi(14).update, w.high, w.low, w.close, w.volume),
+        _feed(TaMachine("mfi", 14), w.high, w.low, w.close, w.volume),
         talib.MFI(w.high, w.low, w.close, w.volume, 14),
     ),
     "BBANDS upper": lambda w: _bbands(w, 0),
     "BBANDS middle": lambda w: _bbands(w, 1),
     "BBANDS lower": lambda w: _bbands(w, 2),
-    "STDDEV": lambda w: (_feed(TaStdDev(60).update, w.close), talib.STDDEV(w.close, 60, 1.0)),
+    "STDDEV": lambda w: (_feed(TaMachine("stddev", 60), w.close), talib.STDDEV(w.close, 60, 1.0)),
     "STDDEV of returns": lambda w: (
-        _feed(TaStdDev(30).update, _returns(w.close)),
+        _feed(TaMachine("stddev", 30), _returns(w.close)),
         talib.STDDEV(_returns(w.close), 30, 1.0),
     ),
-    "OBV": lambda w: (_feed(TaObv().update, w.close, w.volume), talib.OBV(w.close, w.volume)),
-    "ROC": lambda w: (_feed(TaRoc(10).update, w.close), talib.ROC(w.close, 10)),
+    "OBV": lambda w: (_feed(TaMachine("obv"), w.close, w.volume), talib.OBV(w.close, w.volume)),
+    "ROC": lambda w: (_feed(TaMachine("roc", 10), w.close), talib.ROC(w.close, 10)),
     "CORREL": lambda w: (
-        _feed(TaCorrel(120).update, _returns(w.close), _returns(w.other)),
+        _feed(TaMachine("correl", 120), _returns(w.close), _returns(w.other)),
         talib.CORREL(_returns(w.close), _returns(w.other), 120),
     ),
     "BETA": lambda w: (
-        _feed(TaBeta(120).update, w.close, w.other),
+        _feed(TaMachine("beta", 120), w.close, w.other),
         talib.BETA(w.close, w.other, 120),
     ),
     "BETA with the inputs swapped": lambda w: (
-        _feed(TaBeta(20).update, w.other, w.close),
+        _feed(TaMachine("beta", 20), w.other, w.close),
         talib.BETA(w.other, w.close, 20),
     ),
 }

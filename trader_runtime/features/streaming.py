@@ -9,6 +9,13 @@ Higher-timeframe bars are built with the bucket rule of ``market.resample``; a r
 completed bucket, as the batch as-of join does. ``StreamingMarketIndex`` is the incremental
 ``batch.market_index``.
 
+The machines are compiled (``streaming_kernels``). Construction walks the spec once: each node (a
+machine, memoised by kind, inputs and parameters) takes its state in two shared arrays (floats and
+ints) and appends an instruction to the program of its bar series, each feature a reader
+instruction after every node. One numba call then runs a whole bar: the base series, the buckets
+and series of the higher timeframes, and the feature row. The state is a few numpy arrays, which
+pickle fast and exactly.
+
 Values equal the batch bit for bit when the stream starts at the first bar of the batch input and
 receives the same bars: running sums carry their floating-point history. Inputs must be finite with
 positive prices (validated bars).
@@ -16,35 +23,50 @@ positive prices (validated bars).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
-from operator import attrgetter
-from typing import Protocol, TypeVar, cast
+from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
+from trader_runtime.features import streaming_kernels as sk
 from trader_runtime.features.spec import DEFAULT_FEATURE_SET, FeatureSetSpec, IndicatorSpec
+from trader_runtime.features.streaming_kernels import fma
 from trader_runtime.market.bars import Bar
 from trader_runtime.market.calendar import TradingCalendar
 from trader_runtime.market.timeframes import Timeframe
 
+__all__ = [
+    "KINDS",
+    "SessionBounds",
+    "StreamingFeatures",
+    "StreamingMarketIndex",
+    "TaMachine",
+    "epoch_us",
+    "fma",
+    "fma_exact",
+    "measure_update_latency_us",
+    "safe_ratio",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
 NAN = math.nan
-_EPSILON = 1e-14  # TA_EPSILON of TA-Lib's ta_utility.h
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DATE = date(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _MINUTE_US = 60_000_000
 
-Fma = Callable[[float, float, float], float]
-
 
 def fma_exact(a: float, b: float, c: float) -> float:
-    """Correctly rounded ``a * b + c`` (exact rational arithmetic; the slow fallback)."""
+    """Correctly rounded ``a * b + c`` (exact rational arithmetic; the reference for ``fma``)."""
     if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c)):
         return a * b + c
     exact = Fraction(a) * Fraction(b) + Fraction(c)
@@ -53,53 +75,11 @@ def fma_exact(a: float, b: float, c: float) -> float:
     return float(exact)
 
 
-def _load_fma() -> Fma:
-    """``math.fma`` (Python >= 3.13), else the C library's ``fma``, else exact rationals."""
-    native = getattr(math, "fma", None)
-    if native is not None:
-        return cast(Fma, native)
-    name = ctypes.util.find_library("m")
-    if name is not None:
-        try:
-            fn = ctypes.CDLL(name).fma
-        except (OSError, AttributeError):
-            return fma_exact
-        fn.restype = ctypes.c_double
-        fn.argtypes = (ctypes.c_double, ctypes.c_double, ctypes.c_double)
-        probe = (0.1, 10.0, -1.0)  # fused: 2**-54, unfused: 0.0
-        if fn(*probe) == fma_exact(*probe):
-            return cast(Fma, fn)
-    return fma_exact
-
-
-fma: Fma = _load_fma()
-
-
-def _is_zero(v: float) -> bool:
-    """TA-Lib's ``TA_IS_ZERO``."""
-    return -_EPSILON < v < _EPSILON
-
-
-def _sqrt(v: float) -> float:
-    """C ``sqrt``: NaN (not an exception) for a negative argument."""
-    return math.sqrt(v) if v >= 0.0 else NAN
-
-
 def _log(v: float) -> float:
     """numpy ``log`` semantics: -inf at 0, NaN below."""
     if v > 0.0:
         return math.log(v)
     return -math.inf if v == 0.0 else NAN
-
-
-def _div(a: float, b: float) -> float:
-    """numpy division: inf or NaN (not an exception) on a zero divisor."""
-    try:
-        return a / b
-    except ZeroDivisionError:
-        if a != a or a == 0.0:
-            return NAN
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def safe_ratio(num: float, den: float, fallback: float) -> float:
@@ -112,1373 +92,450 @@ def safe_ratio(num: float, den: float, fallback: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# TA-Lib state machines: one bar in, the value TA-Lib has at that bar out (NaN in the lookback).
+# State layout of the compiled machines (see each kernel's docstring for its F and N blocks).
 
 
-class TaSma:
-    """SMA: add the new value to the running total, emit total/period, drop the oldest."""
+class _Layout:
+    """The float and int state being laid out: slots handed out in order, with initial values."""
 
-    __slots__ = ("_period", "_total", "_window")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._window: deque[float] = deque(maxlen=period)
-        self._total = 0.0
-
-    def update(self, x: float) -> float:
-        window = self._window
-        window.append(x)
-        total = self._total + x
-        if len(window) < self._period:
-            self._total = total
-            return NAN
-        self._total = total - window[0]
-        return total / self._period
-
-
-class TaSum:
-    """SUM: the SMA's running total, undivided."""
-
-    __slots__ = ("_period", "_total", "_window")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._window: deque[float] = deque(maxlen=period)
-        self._total = 0.0
-
-    def update(self, x: float) -> float:
-        window = self._window
-        window.append(x)
-        total = self._total + x
-        if len(window) < self._period:
-            self._total = total
-            return NAN
-        self._total = total - window[0]
-        return total
-
-
-class TaEma:
-    """EMA seeded by the mean of the ``period`` values ending at bar ``lookback`` (default
-    ``period - 1``; MACD seeds its fast EMA at the slow one's lookback), then
-    ``fma(k, x - prev, prev)`` with ``k = 2 / (period + 1)``."""
-
-    __slots__ = ("_k", "_lookback", "_n", "_period", "_prev", "_seed")
-
-    def __init__(self, period: int, lookback: int | None = None) -> None:
-        self._period = period
-        self._k = 2.0 / float(period + 1)
-        self._lookback = period - 1 if lookback is None else lookback
-        self._seed: deque[float] = deque(maxlen=period)
-        self._n = 0
-        self._prev = NAN
-
-    def update(self, x: float) -> float:
-        if self._n > self._lookback:
-            prev = self._prev
-            self._prev = prev = fma(self._k, x - prev, prev)
-            return prev
-        self._n += 1
-        self._seed.append(x)
-        if self._n <= self._lookback:
-            return NAN
-        total = 0.0
-        for v in self._seed:
-            total += v
-        self._seed.clear()
-        self._prev = total / self._period
-        return self._prev
-
-
-class TaMacd:
-    """MACD line, signal and histogram (TA-Lib's single lockstep pass)."""
-
-    __slots__ = (
-        "_fast",
-        "_k",
-        "_n",
-        "_signal",
-        "_signal_period",
-        "_slow",
-        "hist",
-        "macd",
-        "signal",
-    )
-
-    def __init__(self, fast: int, slow: int, signal: int) -> None:
-        if slow < fast:
-            fast, slow = slow, fast
-        self._slow = TaEma(slow)
-        self._fast = TaEma(fast, lookback=slow - 1)
-        self._signal_period = signal
-        self._k = 2.0 / float(signal + 1)
-        self._n = 0
-        self._signal = 0.0
-        self.macd = self.signal = self.hist = NAN
-
-    def update(self, x: float) -> None:
-        fast = self._fast.update(x)
-        slow = self._slow.update(x)
-        if slow != slow:
-            return
-        line = fast - slow
-        if self._n < self._signal_period:
-            self._n += 1
-            self._signal += line
-            if self._n < self._signal_period:
-                return
-            sig = self._signal = self._signal / self._signal_period
-        elif self._signal_period == 1:
-            sig = self._signal = line
-        else:
-            prev = self._signal
-            sig = self._signal = fma(self._k, line - prev, prev)
-        self.macd = line
-        self.signal = sig
-        self.hist = line - sig
-
-
-class TaRsi:
-    """Wilder RSI: gains and losses scaled by a hoisted 1/period; 0 when both are zero."""
-
-    __slots__ = ("_gain", "_inv", "_loss", "_n", "_period", "_pm1", "_prev")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._inv = 1.0 / float(period)
-        self._pm1 = float(period - 1)
-        self._n = 0
-        self._prev = self._gain = self._loss = 0.0
-
-    def update(self, x: float) -> float:
-        n = self._n
-        self._n = n + 1
-        if n == 0:
-            self._prev = x
-            return NAN
-        d = x - self._prev
-        self._prev = x
-        g = d if d > 0.0 else 0.0
-        if n < self._period:
-            self._gain += g
-            self._loss += g - d
-            return NAN
-        if n == self._period:
-            gain = (self._gain + g) * self._inv
-            loss = (self._loss + (g - d)) * self._inv
-        else:
-            gain = (self._gain * self._pm1 + g) * self._inv
-            loss = (self._loss * self._pm1 + (g - d)) * self._inv
-        self._gain = gain
-        self._loss = loss
-        total = gain + loss
-        return 100.0 * (gain / total) if total > 0.0 else 0.0
-
-
-def _true_range(high: float, low: float, prev_close: float) -> float:
-    greatest = high - low
-    v = abs(prev_close - high)
-    if v > greatest:
-        greatest = v
-    v = abs(prev_close - low)
-    if v > greatest:
-        greatest = v
-    return greatest
-
-
-class TaAtr:
-    """ATR: the mean of the first ``period`` true ranges, then ``fma(beta, atr, alpha * tr)``."""
-
-    __slots__ = ("_alpha", "_atr", "_beta", "_n", "_period", "_prev_close")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._beta = float(period - 1) / float(period)
-        self._alpha = 1.0 - self._beta
-        self._n = 0
-        self._prev_close = 0.0
-        self._atr = 0.0
-
-    def update(self, high: float, low: float, close: float) -> float:
-        n = self._n
-        self._n = n + 1
-        prev_close = self._prev_close
-        self._prev_close = close
-        if n == 0:
-            return NAN
-        tr = _true_range(high, low, prev_close)
-        if n < self._period:
-            self._atr += tr
-            return NAN
-        if n == self._period:
-            self._atr = (self._atr + tr) / self._period
-        else:
-            self._atr = fma(self._beta, self._atr, self._alpha * tr)
-        return self._atr
-
-
-class TaAdx:
-    """ADX: Wilder-smoothed +DM/-DM/TR, DX, then the Wilder-smoothed DX."""
-
-    __slots__ = (
-        "_adx",
-        "_minus_dm",
-        "_n",
-        "_period",
-        "_pf",
-        "_plus_dm",
-        "_prev_close",
-        "_prev_high",
-        "_prev_low",
-        "_sum_dx",
-        "_tr",
-    )
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._pf = float(period)
-        self._n = 0
-        self._prev_high = self._prev_low = self._prev_close = 0.0
-        self._minus_dm = self._plus_dm = self._tr = self._sum_dx = self._adx = 0.0
-
-    def update(self, high: float, low: float, close: float) -> float:
-        n = self._n
-        self._n = n + 1
-        if n == 0:
-            self._prev_high, self._prev_low, self._prev_close = high, low, close
-            return NAN
-        pf = self._pf
-        diff_p = high - self._prev_high
-        diff_m = self._prev_low - low
-        self._prev_high = high
-        self._prev_low = low
-        minus_dm = self._minus_dm
-        plus_dm = self._plus_dm
-        if n >= self._period:
-            minus_dm -= minus_dm / pf
-            plus_dm -= plus_dm / pf
-        if diff_m > 0.0 and diff_p < diff_m:
-            minus_dm += diff_m
-        elif diff_p > 0.0 and diff_p > diff_m:
-            plus_dm += diff_p
-        self._minus_dm = minus_dm
-        self._plus_dm = plus_dm
-        tr_1 = _true_range(high, low, self._prev_close)
-        self._prev_close = close
-        if n < self._period:
-            self._tr += tr_1
-            return NAN
-        tr = self._tr = self._tr - self._tr / pf + tr_1
-        dx = NAN
-        if tr > 0.0:
-            minus_di = 100.0 * (minus_dm / tr)
-            plus_di = 100.0 * (plus_dm / tr)
-            total = minus_di + plus_di
-            if not _is_zero(total):
-                dx = 100.0 * (abs(minus_di - plus_di) / total)
-        last_seed = 2 * self._period - 1
-        if n <= last_seed:
-            if dx == dx:
-                self._sum_dx += dx
-            if n < last_seed:
-                return NAN
-            self._adx = self._sum_dx / pf
-        elif dx == dx:
-            self._adx = (self._adx * float(self._period - 1) + dx) / pf
-        return self._adx
-
-
-class TaStoch:
-    """Slow stochastic: raw %K over ``fastk`` bars, %K = SMA(raw, slowk), %D = SMA(%K, slowd)."""
-
-    __slots__ = ("_highs", "_lows", "_period", "_slow_d", "_slow_k", "d", "k")
-
-    def __init__(self, fastk: int, slowk: int, slowd: int) -> None:
-        self._period = fastk
-        self._highs: deque[float] = deque(maxlen=fastk)
-        self._lows: deque[float] = deque(maxlen=fastk)
-        self._slow_k = TaSma(slowk)
-        self._slow_d = TaSma(slowd)
-        self.k = self.d = NAN
-
-    def update(self, high: float, low: float, close: float) -> None:
-        highs = self._highs
-        highs.append(high)
-        self._lows.append(low)
-        if len(highs) < self._period:
-            return
-        highest = max(highs)
-        lowest = min(self._lows)
-        span = highest - lowest
-        if abs(span) <= _EPSILON * (abs(highest) + abs(lowest)):
-            raw = 0.0
-        else:
-            raw = (close - lowest) / span * 100.0
-        k = self._slow_k.update(raw)
-        if k != k:
-            return
-        d = self._slow_d.update(k)
-        if d == d:
-            self.k = k
-            self.d = d
-
-
-class TaWillr:
-    """Williams %R over ``period`` bars, clamped to [-100, 0]."""
-
-    __slots__ = ("_highs", "_lows", "_period")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._highs: deque[float] = deque(maxlen=period)
-        self._lows: deque[float] = deque(maxlen=period)
-
-    def update(self, high: float, low: float, close: float) -> float:
-        highs = self._highs
-        highs.append(high)
-        self._lows.append(low)
-        if len(highs) < self._period:
-            return NAN
-        highest = max(highs)
-        lowest = min(self._lows)
-        span = highest - lowest
-        if abs(span) <= _EPSILON * (abs(highest) + abs(lowest)):
-            return 0.0
-        value = (highest - close) / span * -100.0
-        if value > 0.0:
-            return 0.0
-        return -100.0 if value < -100.0 else value
-
-
-class TaCci:
-    """CCI: typical prices in a circular buffer, summed in slot order as TA-Lib does; 0 inside a
-    dead zone scaled to the mean."""
-
-    __slots__ = ("_buf", "_idx", "_n", "_period")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._buf = [0.0] * period
-        self._idx = 0
-        self._n = 0
-
-    def update(self, high: float, low: float, close: float) -> float:
-        period = self._period
-        last = (high + low + close) / 3.0
-        buf = self._buf
-        buf[self._idx] = last
-        self._idx = (self._idx + 1) % period
-        if self._n < period - 1:
-            self._n += 1
-            return NAN
-        average = 0.0
-        for v in buf:
-            average += v
-        average /= period
-        deviation = 0.0
-        for v in buf:
-            deviation += abs(v - average)
-        diff = last - average
-        dead_zone = abs(average) * _EPSILON
-        mean_deviation = deviation / period
-        if dead_zone >= abs(diff) or dead_zone >= abs(mean_deviation):
-            return 0.0
-        denominator = 0.015 * mean_deviation
-        return diff / denominator if denominator != 0.0 else 0.0
-
-
-class TaMfi:
-    """Money-flow index: positive/negative flows in a ring, with TA-Lib's dead-zone and reset."""
-
-    __slots__ = (
-        "_idx",
-        "_n",
-        "_neg",
-        "_neg_sum",
-        "_null_run",
-        "_period",
-        "_pos",
-        "_pos_sum",
-        "_prev",
-    )
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._pos = [0.0] * period
-        self._neg = [0.0] * period
-        self._idx = 0
-        self._n = 0
-        self._prev = self._pos_sum = self._neg_sum = 0.0
-        self._null_run = 0
-
-    def update(self, high: float, low: float, close: float, volume: float) -> float:
-        n = self._n
-        self._n = n + 1
-        typical = (high + low + close) / 3.0
-        if n == 0:
-            self._prev = typical
-            return NAN
-        period = self._period
-        idx = self._idx
-        pos_sum = self._pos_sum
-        neg_sum = self._neg_sum
-        if n > period:
-            pos_sum -= self._pos[idx]
-            neg_sum -= self._neg[idx]
-        d = typical - self._prev
-        scale = abs(typical) + abs(self._prev)
-        self._prev = typical
-        flow = 0.0 if abs(d) <= _EPSILON * scale else typical * volume
-        if d < 0.0:
-            pos_flow, neg_flow = 0.0, flow
-        else:
-            pos_flow, neg_flow = flow, 0.0
-        self._pos[idx] = pos_flow
-        self._neg[idx] = neg_flow
-        pos_sum += pos_flow
-        neg_sum += neg_flow
-        self._null_run = self._null_run + 1 if flow == 0.0 else 0
-        if self._null_run >= period:
-            self._null_run = period
-            pos_sum = neg_sum = 0.0
-        self._pos_sum = pos_sum
-        self._neg_sum = neg_sum
-        self._idx = (idx + 1) % period
-        if n < period:
-            return NAN
-        total = pos_sum + neg_sum
-        clamped = 0.0 if pos_sum < 0.0 else (total if pos_sum > total else pos_sum)
-        return 100.0 * (clamped / total) if total > 0.0 else 0.0
-
-
-class TaVar:
-    """Population variance from running sums of deviations from a shift, re-anchored at the window
-    mean when the sums lose digits, after a large value leaves, or every 32 windows (TA_VAR)."""
-
-    __slots__ = ("_bars", "_inv", "_n", "_period", "_shift", "_total1", "_total2", "_window")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._inv = 1.0 / float(period)
-        self._window: deque[float] = deque(maxlen=period)
-        self._n = 0
-        self._shift = self._total1 = self._total2 = 0.0
-        self._bars = 32 * period
-
-    def update(self, x: float) -> float:
-        window = self._window
-        window.append(x)
-        n = self._n = self._n + 1
-        if n == 1:
-            self._shift = x
-        t = x - self._shift
-        total1 = self._total1 + t
-        total2 = self._total2 + t * t
-        if n < self._period:
-            self._total1 = total1
-            self._total2 = total2
-            return NAN
-        inv = self._inv
-        mean1 = total1 * inv
-        variance = total2 * inv - mean1 * mean1
-        t = window[0] - self._shift
-        total1 -= t
-        t *= t
-        total2 -= t
-        self._bars -= 1
-        if variance < 0.000001 * (total2 * inv) or t > 1000000.0 * total2 or self._bars <= 0:
-            variance, total1, total2 = self._reseed()
-        self._total1 = total1
-        self._total2 = total2
-        return variance
-
-    def _reseed(self) -> tuple[float, float, float]:
-        self._bars = 32 * self._period
-        inv = self._inv
-        window = self._window
-        total = 0.0
-        for v in window:
-            total += v
-        shift = self._shift = total * inv
-        total1 = total2 = 0.0
-        for v in window:
-            t = v - shift
-            total1 += t
-            total2 += t * t
-        mean1 = total1 * inv
-        variance = total2 * inv - mean1 * mean1
-        if variance < 0.000000000001 * (total2 * inv):
-            variance = 0.0
-        t = window[0] - shift
-        return variance, total1 - t, total2 - t * t
-
-
-class TaStdDev:
-    """STDDEV: the square root of ``TaVar``, times ``nbdev``."""
-
-    __slots__ = ("_nbdev", "_var")
-
-    def __init__(self, period: int, nbdev: float = 1.0) -> None:
-        self._var = TaVar(period)
-        self._nbdev = nbdev
-
-    def update(self, x: float) -> float:
-        std = _sqrt(self._var.update(x))
-        return std if self._nbdev == 1.0 else std * self._nbdev
-
-
-class TaBbands:
-    """Bollinger bands over an SMA: middle = SMA, deviation = sqrt(TA_VAR)."""
-
-    __slots__ = ("_dn", "_sma", "_up", "_var", "lower", "middle", "upper")
-
-    def __init__(self, period: int, nbdev_up: float, nbdev_dn: float) -> None:
-        self._sma = TaSma(period)
-        self._var = TaVar(period)
-        self._up = nbdev_up
-        self._dn = nbdev_dn
-        self.upper = self.middle = self.lower = NAN
-
-    def update(self, x: float) -> None:
-        middle = self._sma.update(x)
-        variance = self._var.update(x)
-        if middle != middle:
-            return
-        std = _sqrt(variance) if variance != 0.0 else 0.0
-        self.middle = middle
-        if self._up == self._dn:
-            t = std * self._up
-            self.upper = middle + t
-            self.lower = middle - t
-        else:
-            self.upper = fma(std, self._up, middle)
-            self.lower = middle - std * self._dn
-
-
-class TaObv:
-    """On-balance volume, starting at the first bar's volume."""
-
-    __slots__ = ("_obv", "_prev")
+    __slots__ = ("floats", "ints")
 
     def __init__(self) -> None:
-        self._obv = NAN
-        self._prev = NAN
+        self.floats: list[float] = []
+        self.ints: list[int] = []
 
-    def update(self, close: float, volume: float) -> float:
-        if self._obv != self._obv:
-            self._obv = volume
-        elif close > self._prev:
-            self._obv += volume
-        elif close < self._prev:
-            self._obv -= volume
-        self._prev = close
-        return self._obv
+    def f(self, *values: float) -> int:
+        """Append float slots; the first one's index."""
+        at = len(self.floats)
+        self.floats.extend(values)
+        return at
 
+    def i(self, *values: int) -> int:
+        """Append int slots; the first one's index."""
+        at = len(self.ints)
+        self.ints.extend(values)
+        return at
 
-class TaRoc:
-    """Rate of change in percent over ``period`` bars (0 when the old value is 0)."""
-
-    __slots__ = ("_period", "_window")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._window: deque[float] = deque(maxlen=period + 1)
-
-    def update(self, x: float) -> float:
-        window = self._window
-        window.append(x)
-        if len(window) <= self._period:
-            return NAN
-        old = window[0]
-        return ((x / old) - 1.0) * 100.0 if old != 0.0 else 0.0
+    def arrays(self) -> tuple[FloatArray, IntArray]:
+        return np.array(self.floats, dtype=np.float64), np.array(self.ints, dtype=np.int64)
 
 
-class TaCorrel:
-    """Pearson correlation from running sums of deviations from per-series shifts (TA_CORREL)."""
-
-    __slots__ = (
-        "_bars",
-        "_inv",
-        "_leaving_x",
-        "_leaving_y",
-        "_n",
-        "_period",
-        "_shift_x",
-        "_shift_y",
-        "_sum_x",
-        "_sum_x2",
-        "_sum_xy",
-        "_sum_y",
-        "_sum_y2",
-        "_xs",
-        "_ys",
-    )
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._inv = 1.0 / float(period)
-        self._xs: deque[float] = deque(maxlen=period)
-        self._ys: deque[float] = deque(maxlen=period)
-        self._n = 0
-        self._shift_x = self._shift_y = 0.0
-        self._sum_x = self._sum_x2 = self._sum_xy = self._sum_y = self._sum_y2 = 0.0
-        self._leaving_x = self._leaving_y = 0.0
-        self._bars = 32 * period
-
-    def update(self, x: float, y: float) -> float:
-        xs = self._xs
-        ys = self._ys
-        xs.append(x)
-        ys.append(y)
-        n = self._n = self._n + 1
-        if n == 1:
-            self._shift_x = x
-            self._shift_y = y
-        dx = x - self._shift_x
-        dy = y - self._shift_y
-        sum_x = self._sum_x + dx
-        sum_x2 = self._sum_x2 + dx * dx
-        sum_xy = self._sum_xy + dx * dy
-        sum_y = self._sum_y + dy
-        sum_y2 = self._sum_y2 + dy * dy
-        if n >= self._period:
-            inv = self._inv
-            ss_x = sum_x2 - ((sum_x * sum_x) * inv)
-            ss_y = sum_y2 - ((sum_y * sum_y) * inv)
-            sp_xy = sum_xy - ((sum_x * sum_y) * inv)
-            self._bars -= 1
-            if (
-                ss_x < 0.000001 * sum_x2
-                or ss_y < 0.000001 * sum_y2
-                or self._leaving_x > 1000000.0 * sum_x2
-                or self._leaving_y > 1000000.0 * sum_y2
-                or self._bars <= 0
-            ):
-                sum_x, sum_x2, sum_xy, sum_y, sum_y2 = self._reseed()
-                ss_x = sum_x2 - ((sum_x * sum_x) * inv)
-                ss_y = sum_y2 - ((sum_y * sum_y) * inv)
-                sp_xy = sum_xy - ((sum_x * sum_y) * inv)
-                if ss_x < 0.0:
-                    ss_x = 0.0
-                if ss_y < 0.0:
-                    ss_y = 0.0
-            tx = xs[0] - self._shift_x
-            ty = ys[0] - self._shift_y
-            if ss_x > 0.00000000000001 * sum_x2 and ss_y > 0.00000000000001 * sum_y2:
-                out = sp_xy / _sqrt(ss_x * ss_y)
-                if out > 1.0:
-                    out = 1.0
-                elif out < -1.0:
-                    out = -1.0
-            else:
-                out = 0.0
-            leaving_x = self._leaving_x = tx * tx
-            leaving_y = self._leaving_y = ty * ty
-            sum_x -= tx
-            sum_x2 -= leaving_x
-            sum_xy -= tx * ty
-            sum_y -= ty
-            sum_y2 -= leaving_y
-        else:
-            out = NAN
-        self._sum_x = sum_x
-        self._sum_x2 = sum_x2
-        self._sum_xy = sum_xy
-        self._sum_y = sum_y
-        self._sum_y2 = sum_y2
-        return out
-
-    def _reseed(self) -> tuple[float, float, float, float, float]:
-        self._bars = 32 * self._period
-        inv = self._inv
-        total_x = total_y = 0.0
-        for x, y in zip(self._xs, self._ys, strict=True):
-            total_x += x
-            total_y += y
-        shift_x = self._shift_x = total_x * inv
-        shift_y = self._shift_y = total_y * inv
-        sum_x = sum_x2 = sum_xy = sum_y = sum_y2 = 0.0
-        for x, y in zip(self._xs, self._ys, strict=True):
-            dx = x - shift_x
-            sum_x += dx
-            sum_x2 += dx * dx
-            dy = y - shift_y
-            sum_xy += dx * dy
-            sum_y += dy
-            sum_y2 += dy * dy
-        return sum_x, sum_x2, sum_xy, sum_y, sum_y2
+State = tuple[int, int]  # (fo, no): a machine's float and int blocks
 
 
-def _beta_return(price: float, prev: float, shift: float) -> float:
-    return (price - prev) / prev - shift if prev != 0.0 else -shift
+def _zeros(size: int) -> list[float]:
+    return [0.0] * size
 
 
-class TaBeta:
-    """Regression slope of the returns of the second input on those of the first (TA_BETA),
-    from running sums of shifted returns with TA-Lib's reseeds."""
-
-    __slots__ = (
-        "_bars",
-        "_i",
-        "_leaving_xx",
-        "_leaving_yy",
-        "_n",
-        "_period",
-        "_s_x",
-        "_s_xx",
-        "_s_xy",
-        "_s_y",
-        "_s_yy",
-        "_shift_x",
-        "_shift_y",
-        "_xs",
-        "_ys",
-    )
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._n = float(period)
-        self._xs: deque[float] = deque(maxlen=period + 1)
-        self._ys: deque[float] = deque(maxlen=period + 1)
-        self._i = 0
-        self._shift_x = self._shift_y = 0.0
-        self._s_xx = self._s_yy = self._s_xy = self._s_x = self._s_y = 0.0
-        self._leaving_xx = self._leaving_yy = 0.0
-        self._bars = 32 * period
-
-    def update(self, price_x: float, price_y: float) -> float:
-        xs = self._xs
-        ys = self._ys
-        i = self._i
-        self._i = i + 1
-        if i == 0:
-            xs.append(price_x)
-            ys.append(price_y)
-            return NAN
-        last_x = xs[-1]
-        last_y = ys[-1]
-        xs.append(price_x)
-        ys.append(price_y)
-        if i == 1:
-            if last_x != 0.0:
-                self._shift_x = (price_x - last_x) / last_x
-            if last_y != 0.0:
-                self._shift_y = (price_y - last_y) / last_y
-        x = _beta_return(price_x, last_x, self._shift_x)
-        y = _beta_return(price_y, last_y, self._shift_y)
-        s_xx = self._s_xx + x * x
-        s_yy = self._s_yy + y * y
-        s_xy = self._s_xy + x * y
-        s_x = self._s_x + x
-        s_y = self._s_y + y
-        if i < self._period:
-            self._s_xx, self._s_yy, self._s_xy, self._s_x, self._s_y = s_xx, s_yy, s_xy, s_x, s_y
-            return NAN
-        n = self._n
-        denom_scale = n * s_xx
-        denom = denom_scale - (s_x * s_x)
-        self._bars -= 1
-        if (
-            denom < 0.000001 * denom_scale
-            or self._leaving_xx > 1000.0 * s_xx
-            or self._leaving_yy > 1000.0 * s_yy
-            or self._bars <= 0
-        ):
-            s_xx, s_yy, s_xy, s_x, s_y = self._reseed()
-            denom_scale = n * s_xx
-            denom = denom_scale - (s_x * s_x)
-            if denom < 0.0:
-                denom = 0.0
-        x = _beta_return(xs[1], xs[0], self._shift_x)
-        y = _beta_return(ys[1], ys[0], self._shift_y)
-        out = ((n * s_xy) - (s_x * s_y)) / denom if denom > 0.00000000000001 * denom_scale else 0.0
-        xx = self._leaving_xx = x * x
-        yy = self._leaving_yy = y * y
-        self._s_xx = s_xx - xx
-        self._s_yy = s_yy - yy
-        self._s_xy = s_xy - x * y
-        self._s_x = s_x - x
-        self._s_y = s_y - y
-        return out
-
-    def _reseed(self) -> tuple[float, float, float, float, float]:
-        self._bars = 32 * self._period
-        total_x = total_y = 0.0
-        prices = iter(zip(self._xs, self._ys, strict=True))
-        prev_x, prev_y = next(prices)
-        for px, py in prices:
-            if prev_x != 0.0:
-                total_x += (px - prev_x) / prev_x
-            prev_x = px
-            if prev_y != 0.0:
-                total_y += (py - prev_y) / prev_y
-            prev_y = py
-        shift_x = self._shift_x = total_x / self._n
-        shift_y = self._shift_y = total_y / self._n
-        s_xx = s_yy = s_xy = s_x = s_y = 0.0
-        prices = iter(zip(self._xs, self._ys, strict=True))
-        prev_x, prev_y = next(prices)
-        for px, py in prices:
-            x = _beta_return(px, prev_x, shift_x)
-            prev_x = px
-            y = _beta_return(py, prev_y, shift_y)
-            prev_y = py
-            s_xx += x * x
-            s_yy += y * y
-            s_xy += x * y
-            s_x += x
-            s_y += y
-        return s_xx, s_yy, s_xy, s_x, s_y
+def _window(lay: _Layout, period: int) -> State:
+    return lay.f(NAN, 0.0, *_zeros(period)), lay.i(period, 0)
 
 
-class RunningWindowSum:
-    """``indicators.window_sum`` fed one value at a time: the running total (as ``np.cumsum``)
-    minus the running total ``period`` values back."""
-
-    __slots__ = ("_period", "_started", "_total", "_totals")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._totals: deque[float] = deque(maxlen=period + 1)
-        self._total = 0.0
-        self._started = False
-
-    def update(self, x: float) -> float:
-        if self._started:
-            self._total += x
-        else:
-            self._total = x
-            self._started = True
-        totals = self._totals
-        totals.append(self._total)
-        if len(totals) > self._period:
-            return self._total - totals[0]
-        return self._total if len(totals) == self._period else NAN
+def _ema(lay: _Layout, period: int, lookback: int | None = None) -> State:
+    lookback = period - 1 if lookback is None else lookback
+    return lay.f(NAN, 2.0 / float(period + 1), NAN, *_zeros(period)), lay.i(period, lookback, 0)
 
 
-class RollingSkew:
-    """``indicators.rolling_skew`` fed one value at a time (leading NaN values are skipped)."""
+def _macd(lay: _Layout, fast: int, slow: int, signal: int) -> State:
+    if slow < fast:
+        fast, slow = slow, fast
+    slow_ema = _ema(lay, slow)
+    fast_ema = _ema(lay, fast, lookback=slow - 1)
+    k = 2.0 / float(signal + 1)
+    return lay.f(NAN, NAN, NAN, k, 0.0), lay.i(signal, 0, *slow_ema, *fast_ema)
 
-    __slots__ = ("_period", "_started", "_sum1", "_sum2", "_sum3")
 
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._started = False
-        self._sum1 = RunningWindowSum(period)
-        self._sum2 = RunningWindowSum(period)
-        self._sum3 = RunningWindowSum(period)
+def _rsi(lay: _Layout, period: int) -> State:
+    return lay.f(NAN, 1.0 / float(period), float(period - 1), 0.0, 0.0, 0.0), lay.i(period, 0)
 
-    def update(self, x: float) -> float:
-        if not self._started:
-            if x != x:
-                return NAN
-            self._started = True
-        sq = x * x
-        period = self._period
-        mean = self._sum1.update(x) / period
-        ex2 = self._sum2.update(sq) / period
-        ex3 = self._sum3.update(sq * x) / period
-        m2 = ex2 - mean * mean
-        m3 = ex3 - 3.0 * mean * ex2 + 2.0 * mean * mean * mean
-        return safe_ratio(m3, m2 * _sqrt(abs(m2)), 0.0)
+
+def _atr(lay: _Layout, period: int) -> State:
+    beta = float(period - 1) / float(period)
+    return lay.f(NAN, beta, 1.0 - beta, 0.0, 0.0), lay.i(period, 0)
+
+
+def _adx(lay: _Layout, period: int) -> State:
+    return lay.f(NAN, float(period), *_zeros(8)), lay.i(period, 0)
+
+
+def _stoch(lay: _Layout, fastk: int, slowk: int, slowd: int) -> State:
+    k, d = _window(lay, slowk), _window(lay, slowd)
+    return lay.f(NAN, NAN, *_zeros(2 * fastk)), lay.i(fastk, 0, *k, *d)
+
+
+def _willr(lay: _Layout, period: int) -> State:
+    return lay.f(NAN, *_zeros(2 * period)), lay.i(period, 0)
+
+
+def _cci(lay: _Layout, period: int) -> State:
+    return lay.f(NAN, *_zeros(period)), lay.i(period, 0, 0)
+
+
+def _mfi(lay: _Layout, period: int) -> State:
+    return lay.f(NAN, 0.0, 0.0, 0.0, *_zeros(2 * period)), lay.i(period, 0, 0, 0)
+
+
+def _var(lay: _Layout, period: int) -> State:
+    fo = lay.f(NAN, 1.0 / float(period), 0.0, 0.0, 0.0, *_zeros(period))
+    return fo, lay.i(period, 0, 32 * period)
+
+
+def _stddev(lay: _Layout, period: int, nbdev: float = 1.0) -> State:
+    var = _var(lay, period)
+    return lay.f(NAN, nbdev), lay.i(*var)
+
+
+def _bbands(lay: _Layout, period: int, nbdev_up: float, nbdev_dn: float) -> State:
+    sma, var = _window(lay, period), _var(lay, period)
+    return lay.f(NAN, NAN, NAN, nbdev_up, nbdev_dn), lay.i(*sma, *var)
+
+
+def _obv(lay: _Layout) -> State:
+    return lay.f(NAN, NAN), lay.i()
+
+
+def _roc(lay: _Layout, period: int) -> State:
+    return lay.f(NAN, *_zeros(period + 1)), lay.i(period, 0)
+
+
+def _correl(lay: _Layout, period: int) -> State:
+    fo = lay.f(NAN, 1.0 / float(period), *_zeros(9), *_zeros(2 * period))
+    return fo, lay.i(period, 0, 32 * period)
+
+
+def _beta(lay: _Layout, period: int) -> State:
+    fo = lay.f(NAN, float(period), *_zeros(9), *_zeros(2 * (period + 1)))
+    return fo, lay.i(period, 0, 32 * period)
+
+
+def _log_value(lay: _Layout) -> State:
+    return lay.f(NAN), lay.i()
+
+
+def _lagged(lay: _Layout, lag: int) -> State:
+    return lay.f(NAN, *_zeros(lag + 1)), lay.i(lag + 1, 0)
+
+
+def _obv_flow(lay: _Layout, period: int) -> State:
+    obv, total = _obv(lay), _window(lay, period)
+    return lay.f(NAN, *_zeros(period + 1)), lay.i(period + 1, 0, *obv, *total)
+
+
+def _skew(lay: _Layout, period: int) -> State:
+    sums = [s for _ in range(3) for s in (lay.f(0.0, *_zeros(period + 1)), lay.i(period, 0, 0))]
+    return lay.f(NAN), lay.i(period, 0, *sums)
+
+
+# kind -> (opcode, inputs, outputs, state)
+_MACHINES: Mapping[str, tuple[int, int, int, Callable[..., State]]] = {
+    "sma": (sk.SMA, 1, 1, _window),
+    "sum": (sk.SUM, 1, 1, _window),
+    "ema": (sk.EMA, 1, 1, _ema),
+    "macd": (sk.MACD, 1, 3, _macd),
+    "rsi": (sk.RSI, 1, 1, _rsi),
+    "atr": (sk.ATR, 3, 1, _atr),
+    "adx": (sk.ADX, 3, 1, _adx),
+    "stoch": (sk.STOCH, 3, 2, _stoch),
+    "willr": (sk.WILLR, 3, 1, _willr),
+    "cci": (sk.CCI, 3, 1, _cci),
+    "mfi": (sk.MFI, 4, 1, _mfi),
+    "stddev": (sk.STDDEV, 1, 1, _stddev),
+    "bbands": (sk.BBANDS, 1, 3, _bbands),
+    "obv": (sk.OBV, 2, 1, _obv),
+    "roc": (sk.ROC, 1, 1, _roc),
+    "correl": (sk.CORREL, 2, 1, _correl),
+    "beta": (sk.BETA, 2, 1, _beta),
+    "log": (sk.LOG, 1, 1, _log_value),
+    "lagged": (sk.LAGGED, 1, 1, _lagged),
+    "obv_flow": (sk.OBV_FLOW, 2, 1, _obv_flow),
+    "skew": (sk.SKEW, 1, 1, _skew),
+}
+
+
+def _row(op: int, from_row: int, fo: int, no: int, *operands: int) -> list[int]:
+    return [op, from_row, fo, no, *operands, *[0] * (sk.WIDTH - 4 - len(operands))]
 
 
 # --------------------------------------------------------------------------------------------------
-# Feature graph of one bar series: shared state machines (memoised like ``BarArrays.memo``) updated
-# once per bar in dependency order, then one reader per feature.
-
-
-class _Tick:
-    """The bar being processed, as the nodes see it."""
-
-    __slots__ = (
-        "close",
-        "high",
-        "log_close",
-        "low",
-        "market_level",
-        "market_return",
-        "open",
-        "row",
-        "volume",
-    )
-
-    def __init__(self) -> None:
-        self.open = self.high = self.low = self.close = self.volume = NAN
-        self.log_close = self.market_return = self.market_level = NAN
-        self.row = -1
-
-
-class _Node(Protocol):
-    def update(self, t: _Tick) -> None: ...
-
-
-N = TypeVar("N", bound=_Node)
-Reader = Callable[[], float]
+# Feature graph of one bar series: shared state machines (memoised like ``BarArrays.memo``) run
+# once per bar in creation order (so after their inputs), then one reader per feature.
 
 
 class _Graph:
-    """The state machines of one bar series."""
+    """Builds the program and state of one bar series: its tick (``sk.TICK_FIELDS``), its nodes and
+    its readers."""
 
-    __slots__ = ("_memo", "_steps", "nodes", "tick")
+    __slots__ = ("_caps", "_lay", "_memo", "_nodes", "_readers", "pending", "row", "step", "tick")
 
-    def __init__(self) -> None:
-        self.tick = _Tick()
-        self.nodes: list[_Node] = []
-        self._memo: dict[Hashable, _Node] = {}
-        self._steps: list[Callable[[_Tick], None]] = []
+    def __init__(self, lay: _Layout, step_us: int = 0) -> None:
+        self._lay = lay
+        self.tick = lay.f(*[NAN] * len(sk.TICK_FIELDS))
+        self.row = lay.i(-1)
+        self.pending = lay.i(-1)
+        self.step = step_us
+        self._memo: dict[Hashable, State] = {}
+        self._nodes: list[list[int]] = []
+        self._readers: list[list[int]] = []
+        self._caps: dict[int, int] = {}  # history no -> ring size
 
-    def node(self, key: Hashable, make: Callable[[], N]) -> N:
-        """The node under ``key``, made (after its own dependencies) on first use."""
+    def field(self, name: str) -> int:
+        """The slot of a tick field."""
+        return self.tick + sk.TICK_FIELDS.index(name)
+
+    def node(self, kind: str, inputs: tuple[int, ...], *params: float, from_row: int = 0) -> int:
+        """The first output slot of the ``kind`` machine on ``inputs``, made on first use; it runs
+        from graph row ``from_row`` on."""
+        key = (kind, inputs, params, from_row)
         found = self._memo.get(key)
         if found is None:
-            found = make()
-            self._memo[key] = found
-            self.nodes.append(found)
-            self._steps.append(found.update)
-        return cast(N, found)
-
-    def step(
-        self,
-        o: float,
-        h: float,
-        lo: float,
-        c: float,
-        v: float,
-        market_return: float = NAN,
-        market_level: float = NAN,
-    ) -> None:
-        t = self.tick
-        t.open = o
-        t.high = h
-        t.low = lo
-        t.close = c
-        t.volume = v
-        t.log_close = _log(c)
-        t.market_return = market_return
-        t.market_level = market_level
-        t.row += 1
-        for update in self._steps:
-            update(t)
-
-
-class _Value:
-    """A node with one output ``value``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = NAN
-
-
-class _LogHistory(_Value):
-    """The last ``lag + 1`` values of a log series (close or market level); ``value`` is the
-    one-bar difference."""
-
-    __slots__ = ("_hist", "_source")
-
-    def __init__(self, source: Callable[[_Tick], float]) -> None:
-        super().__init__()
-        self._source = source
-        self._hist: deque[float] = deque(maxlen=2)
-
-    def need(self, lag: int) -> None:
-        if lag + 1 > (self._hist.maxlen or 0):
-            self._hist = deque(self._hist, maxlen=lag + 1)
-
-    def update(self, t: _Tick) -> None:
-        hist = self._hist
-        hist.append(self._source(t))
-        self.value = hist[-1] - hist[-2] if len(hist) > 1 else NAN
-
-    def diff(self, lag: int) -> float:
-        hist = self._hist
-        return hist[-1] - hist[-1 - lag] if len(hist) > lag else NAN
-
-
-class _FieldSma(_Value):
-    __slots__ = ("_get", "_sma")
-
-    def __init__(self, field: str, period: int) -> None:
-        super().__init__()
-        self._get = attrgetter(field)
-        self._sma = TaSma(period)
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._sma.update(self._get(t))
-
-
-class _FieldStdDev(_Value):
-    __slots__ = ("_get", "_std")
-
-    def __init__(self, field: str, period: int) -> None:
-        super().__init__()
-        self._get = attrgetter(field)
-        self._std = TaStdDev(period, 1.0)
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._std.update(self._get(t))
-
-
-class _Lagged(_Value):
-    """``source.value`` now over ``lag`` bars ago, minus one."""
-
-    __slots__ = ("_hist", "_source")
-
-    def __init__(self, source: _Value, lag: int) -> None:
-        super().__init__()
-        self._source = source
-        self._hist: deque[float] = deque(maxlen=lag + 1)
-
-    def update(self, t: _Tick) -> None:
-        hist = self._hist
-        hist.append(self._source.value)
-        self.value = _div(hist[-1], hist[0]) - 1.0 if len(hist) == hist.maxlen else NAN
-
-
-class _CloseEma(_Value):
-    __slots__ = ("_ema",)
-
-    def __init__(self, period: int) -> None:
-        super().__init__()
-        self._ema = TaEma(period)
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._ema.update(t.close)
-
-
-class _CloseMacd:
-    __slots__ = ("macd",)
-
-    def __init__(self, fast: int, slow: int, signal: int) -> None:
-        self.macd = TaMacd(fast, slow, signal)
-
-    def update(self, t: _Tick) -> None:
-        self.macd.update(t.close)
-
-
-class _Hlc(_Value):
-    """A TA-Lib state machine of (high, low, close)."""
-
-    __slots__ = ("_fn",)
-
-    def __init__(self, machine: TaAdx | TaAtr | TaWillr | TaCci) -> None:
-        super().__init__()
-        self._fn = machine.update
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._fn(t.high, t.low, t.close)
-
-
-class _CloseOnly(_Value):
-    """A TA-Lib state machine of the close."""
-
-    __slots__ = ("_fn",)
-
-    def __init__(self, machine: TaRsi | TaRoc) -> None:
-        super().__init__()
-        self._fn = machine.update
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._fn(t.close)
-
-
-class _Stoch:
-    __slots__ = ("stoch",)
-
-    def __init__(self, fastk: int, slowk: int, slowd: int) -> None:
-        self.stoch = TaStoch(fastk, slowk, slowd)
-
-    def update(self, t: _Tick) -> None:
-        self.stoch.update(t.high, t.low, t.close)
-
-
-class _Mfi(_Value):
-    __slots__ = ("_mfi",)
-
-    def __init__(self, period: int) -> None:
-        super().__init__()
-        self._mfi = TaMfi(period)
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._mfi.update(t.high, t.low, t.close, t.volume)
-
-
-class _Bbands:
-    __slots__ = ("bands",)
-
-    def __init__(self, period: int, nbdev: float) -> None:
-        self.bands = TaBbands(period, nbdev, nbdev)
-
-    def update(self, t: _Tick) -> None:
-        self.bands.update(t.close)
-
-
-class _ReturnStdDev(_Value):
-    """STDDEV of the one-bar log returns from row 1 (``_from_row(..., 1)``)."""
-
-    __slots__ = ("_logs", "_std")
-
-    def __init__(self, logs: _LogHistory, period: int) -> None:
-        super().__init__()
-        self._logs = logs
-        self._std = TaStdDev(period, 1.0)
-
-    def update(self, t: _Tick) -> None:
-        if t.row >= 1:
-            self.value = self._std.update(self._logs.value)
-
-
-class _ObvFlow(_Value):
-    """safe_ratio(OBV - OBV ``period`` bars ago, SUM(volume, period), 0)."""
-
-    __slots__ = ("_hist", "_obv", "_sum")
-
-    def __init__(self, period: int) -> None:
-        super().__init__()
-        self._obv = TaObv()
-        self._sum = TaSum(period)
-        self._hist: deque[float] = deque(maxlen=period + 1)
-
-    def update(self, t: _Tick) -> None:
-        hist = self._hist
-        hist.append(self._obv.update(t.close, t.volume))
-        flow = hist[-1] - hist[0] if len(hist) == hist.maxlen else NAN
-        self.value = safe_ratio(flow, self._sum.update(t.volume), 0.0)
-
-
-class _ReturnSkew(_Value):
-    __slots__ = ("_logs", "_skew")
-
-    def __init__(self, logs: _LogHistory, period: int) -> None:
-        super().__init__()
-        self._logs = logs
-        self._skew = RollingSkew(period)
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._skew.update(self._logs.value)
-
-
-class _MarketCorrel(_Value):
-    """CORREL of the log returns with the market returns, both from row 1."""
-
-    __slots__ = ("_correl", "_logs")
-
-    def __init__(self, logs: _LogHistory, period: int) -> None:
-        super().__init__()
-        self._logs = logs
-        self._correl = TaCorrel(period)
-
-    def update(self, t: _Tick) -> None:
-        if t.row >= 1:
-            self.value = self._correl.update(self._logs.value, t.market_return)
-
-
-class _MarketBeta(_Value):
-    __slots__ = ("_beta",)
-
-    def __init__(self, period: int) -> None:
-        super().__init__()
-        self._beta = TaBeta(period)
-
-    def update(self, t: _Tick) -> None:
-        self.value = self._beta.update(t.market_level, t.close)  # TA-Lib: index first
+            op, _, _, state = _MACHINES[kind]
+            found = self._memo[key] = state(self._lay, *params)
+            self._nodes.append(_row(op, from_row, *found, *inputs))
+        return found[0]
+
+    def history(self, field: str, lag: int) -> State:
+        """The log history of a tick field, keeping at least ``lag + 1`` values (its value slot is
+        the one-bar log return)."""
+        key = ("history", field)
+        found = self._memo.get(key)
+        if found is None:
+            logs = self.node("log", (self.field(field),))
+            found = self._memo[key] = (self._lay.f(NAN), self._lay.i(0, 0, -1))
+            self._nodes.append(_row(sk.HISTORY, 0, *found, logs))
+        self._caps[found[1]] = max(self._caps.get(found[1], 2), lag + 1)
+        return found
+
+    def read(self, op: int, *operands: int) -> int:
+        """A reader writing a new slot (NaN until first run); the slot."""
+        slot = self._lay.f(NAN)
+        self._readers.append(_row(op, 0, slot, 0, *operands))
+        return slot
+
+    def program(self) -> list[list[int]]:
+        """The rows of the nodes then the readers; lays out the log histories' rings."""
+        for no, cap in self._caps.items():
+            self._lay.ints[no] = cap
+            self._lay.ints[no + 2] = self._lay.f(*_zeros(cap))
+        return self._nodes + self._readers
+
+
+class _Linked(NamedTuple):
+    """The program rows of some graphs, their table (graph 0 the base series, laid out first: its
+    tick is ``f[0:7]``), the slots of the outputs, and the initial state."""
+
+    program: IntArray
+    graphs: IntArray
+    columns: IntArray
+    f: FloatArray
+    n: IntArray
+
+
+def _link(lay: _Layout, graphs: list[_Graph], columns: list[int]) -> _Linked:
+    program: list[list[int]] = []
+    table: list[list[int]] = []
+    for g in graphs:
+        rows = g.program()
+        table.append([len(program), len(program) + len(rows), g.tick, g.row, g.step, g.pending])
+        program += rows
+    f, n = lay.arrays()
+    return _Linked(
+        np.array(program, dtype=np.int64).reshape(-1, sk.WIDTH),
+        np.array(table, dtype=np.int64),
+        np.array(columns, dtype=np.int64),
+        f,
+        n,
+    )
+
+
+class TaMachine:
+    """One compiled state machine (a ``_MACHINES`` kind: ``"sma"``, ``"macd"``, ...) on its own,
+    in a graph whose tick holds its inputs; the checks against talib drive the code the feature
+    graph runs."""
+
+    __slots__ = ("_linked", "_out")
+
+    def __init__(self, kind: str, *params: float) -> None:
+        _, inputs, outputs, _ = _MACHINES[kind]
+        lay = _Layout()
+        graph = _Graph(lay)
+        first = graph.node(kind, tuple(range(graph.tick, graph.tick + inputs)), *params)
+        self._linked = _link(lay, [graph], list(range(first, first + outputs)))
+        self._out = np.empty(outputs)
+
+    def update(self, *inputs: float) -> tuple[float, ...]:
+        """Feed one row of inputs; the outputs (NaN in the lookback)."""
+        program, graphs, columns, f, n = self._linked
+        f[: len(inputs)] = inputs
+        sk.step(program, graphs, columns, f, n, 0, -1, -1, self._out)
+        return tuple(self._out.tolist())
 
 
 # --------------------------------------------------------------------------------------------------
-# Feature kinds: each builds its nodes in a graph and returns the reader of its value.
+# Feature kinds: each builds its nodes in a graph and returns the slot its reader writes.
+
+Build = Callable[[_Graph, IndicatorSpec], int]
 
 
 def _p(spec: IndicatorSpec, key: str) -> int:
     return int(spec.param(key))
 
 
-def _closes(g: _Graph) -> _LogHistory:
-    return g.node(("log", "close"), lambda: _LogHistory(attrgetter("log_close")))
+def _sma(g: _Graph, field: str, period: int) -> int:
+    return g.node("sma", (g.field(field),), period)
 
 
-def _sma(g: _Graph, field: str, period: int) -> _FieldSma:
-    return g.node(("sma", field, period), lambda: _FieldSma(field, period))
+def _log_returns(g: _Graph) -> int:
+    return g.history("close", 1)[0]
 
 
-def _stddev(g: _Graph, field: str, period: int) -> _FieldStdDev:
-    return g.node(("stddev", field, period), lambda: _FieldStdDev(field, period))
+def _sma_ratio(g: _Graph, s: IndicatorSpec) -> int:
+    return g.read(sk.RATIO_M1, g.field("close"), _sma(g, "close", _p(s, "period")))
 
 
-def _sma_ratio(g: _Graph, s: IndicatorSpec) -> Reader:
-    sma, t = _sma(g, "close", _p(s, "period")), g.tick
-    return lambda: _div(t.close, sma.value) - 1.0
+def _sma_slope(g: _Graph, s: IndicatorSpec) -> int:
+    sma = _sma(g, "close", _p(s, "period"))
+    return g.read(sk.VALUE, g.node("lagged", (sma,), _p(s, "lag")))
 
 
-def _sma_slope(g: _Graph, s: IndicatorSpec) -> Reader:
-    period, lag = _p(s, "period"), _p(s, "lag")
-    sma = _sma(g, "close", period)
-    node = g.node(("sma_slope", period, lag), lambda: _Lagged(sma, lag))
-    return lambda: node.value
+def _ema_ratio(g: _Graph, s: IndicatorSpec) -> int:
+    close = g.field("close")
+    return g.read(sk.RATIO_M1, close, g.node("ema", (close,), _p(s, "period")))
 
 
-def _ema_ratio(g: _Graph, s: IndicatorSpec) -> Reader:
-    period, t = _p(s, "period"), g.tick
-    ema = g.node(("ema", period), lambda: _CloseEma(period))
-    return lambda: _div(t.close, ema.value) - 1.0
-
-
-def _macd_part(part: str) -> Callable[[_Graph, IndicatorSpec], Reader]:
-    def build(g: _Graph, s: IndicatorSpec) -> Reader:
-        args = (_p(s, "fast"), _p(s, "slow"), _p(s, "signal"))
-        macd, t = g.node(("macd", *args), lambda: _CloseMacd(*args)).macd, g.tick
-        get = attrgetter(part)
-        return lambda: _div(get(macd), t.close)
+def _macd_part(part: int) -> Build:
+    def build(g: _Graph, s: IndicatorSpec) -> int:
+        close = g.field("close")
+        macd = g.node("macd", (close,), _p(s, "fast"), _p(s, "slow"), _p(s, "signal"))
+        return g.read(sk.RATIO, macd + part, close)
 
     return build
 
 
-def _hlc(
-    make: Callable[[int], TaAdx | TaAtr | TaWillr | TaCci], name: str
-) -> Callable[[_Graph, IndicatorSpec], Reader]:
-    def build(g: _Graph, s: IndicatorSpec) -> Reader:
-        period = _p(s, "period")
-        node = g.node((name, period), lambda: _Hlc(make(period)))
-        return lambda: node.value
+def _hlc(kind: str) -> Build:
+    def build(g: _Graph, s: IndicatorSpec) -> int:
+        hlc = (g.field("high"), g.field("low"), g.field("close"))
+        return g.read(sk.VALUE, g.node(kind, hlc, _p(s, "period")))
 
     return build
 
 
-def _close_only(
-    make: Callable[[int], TaRsi | TaRoc], name: str
-) -> Callable[[_Graph, IndicatorSpec], Reader]:
-    def build(g: _Graph, s: IndicatorSpec) -> Reader:
-        period = _p(s, "period")
-        node = g.node((name, period), lambda: _CloseOnly(make(period)))
-        return lambda: node.value
+def _close_only(kind: str) -> Build:
+    def build(g: _Graph, s: IndicatorSpec) -> int:
+        return g.read(sk.VALUE, g.node(kind, (g.field("close"),), _p(s, "period")))
 
     return build
 
 
-def _stoch_part(part: str) -> Callable[[_Graph, IndicatorSpec], Reader]:
-    def build(g: _Graph, s: IndicatorSpec) -> Reader:
-        args = (_p(s, "fastk"), _p(s, "slowk"), _p(s, "slowd"))
-        stoch = g.node(("stoch", *args), lambda: _Stoch(*args)).stoch
-        get = attrgetter(part)
-        return lambda: cast(float, get(stoch))
+def _stoch_part(part: int) -> Build:
+    def build(g: _Graph, s: IndicatorSpec) -> int:
+        hlc = (g.field("high"), g.field("low"), g.field("close"))
+        stoch = g.node("stoch", hlc, _p(s, "fastk"), _p(s, "slowk"), _p(s, "slowd"))
+        return g.read(sk.VALUE, stoch + part)
 
     return build
 
 
-def _mfi(g: _Graph, s: IndicatorSpec) -> Reader:
-    period = _p(s, "period")
-    node = g.node(("mfi", period), lambda: _Mfi(period))
-    return lambda: node.value
+def _mfi_kind(g: _Graph, s: IndicatorSpec) -> int:
+    hlcv = (g.field("high"), g.field("low"), g.field("close"), g.field("volume"))
+    return g.read(sk.VALUE, g.node("mfi", hlcv, _p(s, "period")))
 
 
-def _atr_ratio(g: _Graph, s: IndicatorSpec) -> Reader:
-    period, t = _p(s, "period"), g.tick
-    node = g.node(("atr", period), lambda: _Hlc(TaAtr(period)))
-    return lambda: _div(node.value, t.close)
+def _atr_ratio(g: _Graph, s: IndicatorSpec) -> int:
+    hlc = (g.field("high"), g.field("low"), g.field("close"))
+    return g.read(sk.RATIO, g.node("atr", hlc, _p(s, "period")), g.field("close"))
 
 
-def _bbands(g: _Graph, s: IndicatorSpec) -> TaBbands:
-    period, dev = _p(s, "period"), float(s.param("nbdev"))
-    return g.node(("bbands", period, dev), lambda: _Bbands(period, dev)).bands
+def _bands(g: _Graph, s: IndicatorSpec) -> int:
+    dev = float(s.param("nbdev"))
+    return g.node("bbands", (g.field("close"),), _p(s, "period"), dev, dev)
 
 
-def _bb_position(g: _Graph, s: IndicatorSpec) -> Reader:
-    bands, t = _bbands(g, s), g.tick
-    return lambda: safe_ratio(t.close - bands.lower, bands.upper - bands.lower, 0.5)
+def _bb_position(g: _Graph, s: IndicatorSpec) -> int:
+    bands = _bands(g, s)  # upper, middle, lower
+    return g.read(sk.BAND_POSITION, g.field("close"), bands, bands + 2)
 
 
-def _bb_width(g: _Graph, s: IndicatorSpec) -> Reader:
-    bands = _bbands(g, s)
-    return lambda: _div(bands.upper - bands.lower, bands.middle)
+def _bb_width(g: _Graph, s: IndicatorSpec) -> int:
+    bands = _bands(g, s)
+    return g.read(sk.SPREAD_RATIO, bands, bands + 2, bands + 1)
 
 
-def _realized_vol(g: _Graph, s: IndicatorSpec) -> Reader:
-    period, logs = _p(s, "period"), _closes(g)
-    node = g.node(("realized_vol", period), lambda: _ReturnStdDev(logs, period))
-    return lambda: node.value
+def _realized_vol(g: _Graph, s: IndicatorSpec) -> int:
+    """STDDEV of the one-bar log returns from row 1 (``_from_row(..., 1)``)."""
+    std = g.node("stddev", (_log_returns(g),), _p(s, "period"), 1.0, from_row=1)
+    return g.read(sk.VALUE, std)
 
 
-def _range_ratio(g: _Graph, s: IndicatorSpec) -> Reader:
-    t = g.tick
-    return lambda: _div(t.high - t.low, t.close)
+def _range_ratio(g: _Graph, s: IndicatorSpec) -> int:
+    return g.read(sk.SPREAD_RATIO, g.field("high"), g.field("low"), g.field("close"))
 
 
-def _obv_flow(g: _Graph, s: IndicatorSpec) -> Reader:
-    period = _p(s, "period")
-    node = g.node(("obv_flow", period), lambda: _ObvFlow(period))
-    return lambda: node.value
+def _obv_flow_kind(g: _Graph, s: IndicatorSpec) -> int:
+    inputs = (g.field("close"), g.field("volume"))
+    return g.read(sk.VALUE, g.node("obv_flow", inputs, _p(s, "period")))
 
 
-def _volume_ratio(g: _Graph, s: IndicatorSpec) -> Reader:
-    sma, t = _sma(g, "volume", _p(s, "period")), g.tick
-    return lambda: safe_ratio(t.volume, sma.value, 1.0)
+def _volume_ratio(g: _Graph, s: IndicatorSpec) -> int:
+    volume = g.field("volume")
+    return g.read(sk.RATIO_OR_ONE, volume, _sma(g, "volume", _p(s, "period")))
 
 
-def _zscore(field: str) -> Callable[[_Graph, IndicatorSpec], Reader]:
-    def build(g: _Graph, s: IndicatorSpec) -> Reader:
-        period, t = _p(s, "period"), g.tick
-        sma, std, get = _sma(g, field, period), _stddev(g, field, period), attrgetter(field)
-        return lambda: safe_ratio(get(t) - sma.value, std.value, 0.0)
+def _zscore(field: str) -> Build:
+    def build(g: _Graph, s: IndicatorSpec) -> int:
+        period, x = _p(s, "period"), g.field(field)
+        std = g.node("stddev", (x,), period, 1.0)
+        return g.read(sk.ZSCORE, x, _sma(g, field, period), std)
 
     return build
 
 
-def _log_return(g: _Graph, s: IndicatorSpec) -> Reader:
-    lag, logs = _p(s, "lag"), _closes(g)
-    logs.need(lag)
-    return lambda: logs.diff(lag)
+def _log_return(g: _Graph, s: IndicatorSpec) -> int:
+    lag = _p(s, "lag")
+    return g.read(sk.LOG_DIFF, g.history("close", lag)[1], lag)
 
 
-def _return_skew(g: _Graph, s: IndicatorSpec) -> Reader:
-    period, logs = _p(s, "period"), _closes(g)
-    node = g.node(("skew", period), lambda: _ReturnSkew(logs, period))
-    return lambda: node.value
+def _return_skew(g: _Graph, s: IndicatorSpec) -> int:
+    return g.read(sk.VALUE, g.node("skew", (_log_returns(g),), _p(s, "period")))
 
 
-def _market_correl(g: _Graph, s: IndicatorSpec) -> Reader:
-    period, logs = _p(s, "period"), _closes(g)
-    node = g.node(("market_correl", period), lambda: _MarketCorrel(logs, period))
-    return lambda: node.value
+def _market_correl(g: _Graph, s: IndicatorSpec) -> int:
+    """CORREL of the log returns with the market returns, both from row 1."""
+    inputs = (_log_returns(g), g.field("market_return"))
+    return g.read(sk.VALUE, g.node("correl", inputs, _p(s, "period"), from_row=1))
 
 
-def _market_beta(g: _Graph, s: IndicatorSpec) -> Reader:
-    period = _p(s, "period")
-    node = g.node(("market_beta", period), lambda: _MarketBeta(period))
-    return lambda: node.value
+def _market_beta(g: _Graph, s: IndicatorSpec) -> int:
+    inputs = (g.field("market_level"), g.field("close"))  # TA-Lib: index first
+    return g.read(sk.VALUE, g.node("beta", inputs, _p(s, "period")))
 
 
-def _log_market_level(t: _Tick) -> float:
-    return _log(t.market_level)
+def _market_relative_return(g: _Graph, s: IndicatorSpec) -> int:
+    lag = _p(s, "lag")
+    closes, levels = g.history("close", lag), g.history("market_level", lag)
+    return g.read(sk.LOG_DIFF_SPREAD, closes[1], levels[1], lag)
 
 
-def _market_relative_return(g: _Graph, s: IndicatorSpec) -> Reader:
-    lag, logs = _p(s, "lag"), _closes(g)
-    levels = g.node(("log", "market_level"), lambda: _LogHistory(_log_market_level))
-    logs.need(lag)
-    levels.need(lag)
-    return lambda: logs.diff(lag) - levels.diff(lag)
-
-
-KINDS: Mapping[str, Callable[[_Graph, IndicatorSpec], Reader]] = {
+KINDS: Mapping[str, Build] = {
     "sma_ratio": _sma_ratio,
     "sma_slope": _sma_slope,
     "ema_ratio": _ema_ratio,
-    "macd": _macd_part("macd"),
-    "macd_signal": _macd_part("signal"),
-    "macd_hist": _macd_part("hist"),
-    "adx": _hlc(TaAdx, "adx"),
-    "rsi": _close_only(TaRsi, "rsi"),
-    "stoch_k": _stoch_part("k"),
-    "stoch_d": _stoch_part("d"),
-    "willr": _hlc(TaWillr, "willr"),
-    "cci": _hlc(TaCci, "cci"),
-    "roc": _close_only(TaRoc, "roc"),
-    "mfi": _mfi,
+    "macd": _macd_part(0),
+    "macd_signal": _macd_part(1),
+    "macd_hist": _macd_part(2),
+    "adx": _hlc("adx"),
+    "rsi": _close_only("rsi"),
+    "stoch_k": _stoch_part(0),
+    "stoch_d": _stoch_part(1),
+    "willr": _hlc("willr"),
+    "cci": _hlc("cci"),
+    "roc": _close_only("roc"),
+    "mfi": _mfi_kind,
     "atr_ratio": _atr_ratio,
     "bb_position": _bb_position,
     "bb_width": _bb_width,
     "realized_vol": _realized_vol,
     "range_ratio": _range_ratio,
-    "obv_flow": _obv_flow,
+    "obv_flow": _obv_flow_kind,
     "volume_ratio": _volume_ratio,
     "volume_zscore": _zscore("volume"),
     "log_return": _log_return,
@@ -1490,7 +547,7 @@ KINDS: Mapping[str, Callable[[_Graph, IndicatorSpec], Reader]] = {
 }
 
 
-def _reader(g: _Graph, spec: IndicatorSpec) -> Reader:
+def _reader(g: _Graph, spec: IndicatorSpec) -> int:
     build = KINDS.get(spec.kind)
     if build is None:
         raise KeyError(f"unknown indicator kind {spec.kind!r} ({spec.name})")
@@ -1498,7 +555,7 @@ def _reader(g: _Graph, spec: IndicatorSpec) -> Reader:
 
 
 # --------------------------------------------------------------------------------------------------
-# Higher timeframes: sessions, buckets and their features.
+# Sessions of the higher timeframes' buckets.
 
 
 def epoch_us(ts: datetime) -> int:
@@ -1508,8 +565,11 @@ def epoch_us(ts: datetime) -> int:
     return (ts - _EPOCH) // _ONE_US
 
 
+@functools.lru_cache(maxsize=4)
 def _load_sessions(year: int) -> dict[int, tuple[int, int]]:
-    """Sessions of one calendar year: UTC day number -> (open, close) in epoch microseconds."""
+    """Sessions of one calendar year: UTC day number -> (open, close) in epoch microseconds. One
+    dict per year, shared by every ``_Sessions`` (so a checkpoint of many engines holds it once);
+    never mutated."""
     sched = TradingCalendar(date(year, 1, 1), date(year, 12, 31)).schedule()
     opens = sched["open_ts"].dt.epoch("us").to_list()
     closes = sched["close_ts"].dt.epoch("us").to_list()
@@ -1545,129 +605,103 @@ class _Sessions:
         return bounds
 
 
-class _HigherTimeframe:
-    """Builds one higher timeframe's bars from the base bars (``resample.bucket_close``) and keeps
-    the features of the last completed one."""
-
-    __slots__ = (
-        "_close",
-        "_graph",
-        "_high",
-        "_low",
-        "_open",
-        "_pending",
-        "_readers",
-        "_specs",
-        "_step",
-        "_volume",
-        "values",
-    )
-
-    def __init__(self, timeframe: Timeframe, specs: tuple[IndicatorSpec, ...]) -> None:
-        minutes = timeframe.minutes
-        self._step = 0 if minutes is None else minutes * _MINUTE_US
-        self._graph = _Graph()
-        self._specs = specs
-        self._readers = [_reader(self._graph, s) for s in specs]
-        self.values: list[float] = [NAN] * len(specs)
-        self._pending = -1  # close (epoch us) of the bucket being built, -1 if none
-        self._open = self._high = self._low = self._close = self._volume = NAN
-
-    def on_bar(self, ts_us: int, session: tuple[int, int] | None, bar: Bar) -> None:
-        bucket = -1
-        if session is not None:
-            open_us, close_us = session
-            step = self._step
-            if step:
-                end = open_us + (ts_us - open_us + step - 1) // step * step
-                bucket = end if end < close_us else close_us
-            else:
-                bucket = close_us
-        if self._pending >= 0 and self._pending != bucket and self._pending <= ts_us:
-            self._emit()
-        if bucket < 0:
-            return
-        if self._pending != bucket:
-            self._pending = bucket
-            self._open, self._high, self._low = bar.open, bar.high, bar.low
-            self._close, self._volume = bar.close, bar.volume
-        else:
-            if bar.high > self._high:
-                self._high = bar.high
-            if bar.low < self._low:
-                self._low = bar.low
-            self._close = bar.close
-            self._volume += bar.volume
-        if bucket <= ts_us:
-            self._emit()
-
-    def __getstate__(self) -> dict[str, object]:
-        return _slots_state(self, without=("_readers",))
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        _restore_slots(self, state)
-        self._readers = [_reader(self._graph, s) for s in self._specs]
-
-    def _emit(self) -> None:
-        self._graph.step(self._open, self._high, self._low, self._close, self._volume)
-        self.values = [read() for read in self._readers]
-        self._pending = -1
-
-
 # --------------------------------------------------------------------------------------------------
 # Public engines.
+
+
+@functools.lru_cache(maxsize=8)
+def _compile(spec: FeatureSetSpec, base: Timeframe) -> _Linked:
+    """The linked graphs of a spec: the base series, then one per higher timeframe. Shared by the
+    engines of that spec (a checkpoint of many engines holds the program once); only ``f`` and
+    ``n`` are theirs, as copies."""
+    lay = _Layout()
+    graphs = [_Graph(lay)]
+    columns = [_reader(graphs[0], s) for s in spec.base]
+    cross = [_reader(graphs[0], s) for s in spec.cross_asset]
+    for tf in spec.higher_timeframes_for(base):
+        minutes = tf.minutes
+        graph = _Graph(lay, 0 if minutes is None else minutes * _MINUTE_US)
+        columns += [_reader(graph, s) for s in spec.higher]
+        graphs.append(graph)
+    return _link(lay, graphs, columns + cross)
 
 
 class StreamingFeatures:
     """Every feature of ``spec`` for one symbol, one base bar at a time, with bounded memory.
 
     ``update`` returns the values right after the bar closed, in ``feature_names`` order (NaN where
-    the batch frame has null). Cross-asset features need ``market_return`` and ``market_level`` of
-    the market index at the bar (see ``StreamingMarketIndex``); a missing return counts as 0.0 and
-    a missing level repeats the last one, as the batch alignment does.
+    the batch frame has null); ``update_into`` writes them into an array. Cross-asset features need
+    ``market_return`` and ``market_level`` of the market index at the bar (see
+    ``StreamingMarketIndex``); a missing return counts as 0.0 and a missing level repeats the last
+    one, as the batch alignment does.
     """
 
     __slots__ = (
-        "_base",
-        "_base_readers",
-        "_cross_readers",
-        "_higher",
+        "_columns",
+        "_f",
+        "_graphs",
         "_last_us",
         "_level",
+        "_n",
         "_names",
+        "_program",
         "_sessions",
-        "_spec",
     )
 
     def __init__(
         self, spec: FeatureSetSpec = DEFAULT_FEATURE_SET, base: Timeframe = Timeframe.M1
     ) -> None:
-        self._spec = spec
         self._names = spec.feature_names(base)
-        self._base = _Graph()
-        self._base_readers = [_reader(self._base, s) for s in spec.base]
-        self._cross_readers = [_reader(self._base, s) for s in spec.cross_asset]
-        self._higher = [
-            _HigherTimeframe(tf, spec.higher) for tf in spec.higher_timeframes_for(base)
-        ]
-        self._sessions = _Sessions()
+        self._program, self._graphs, self._columns, f, n = _compile(spec, base)
+        self._f = f.copy()
+        self._n = n.copy()
+        self._sessions = _Sessions() if self._graphs.shape[0] > 1 else None
         self._last_us = -(2**63)
         self._level = NAN
-
-    def __getstate__(self) -> dict[str, object]:
-        # the readers are closures over the graph's nodes: rebuilt from the spec on restore, so
-        # the state pickles with the standard pickle (the graph memoises its nodes by key)
-        return _slots_state(self, without=("_base_readers", "_cross_readers"))
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        _restore_slots(self, state)
-        self._base_readers = [_reader(self._base, s) for s in self._spec.base]
-        self._cross_readers = [_reader(self._base, s) for s in self._spec.cross_asset]
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The feature columns, in the order of ``spec.feature_names(base)`` (as the batch)."""
         return self._names
+
+    def update_into(
+        self,
+        bar: Bar,
+        out: FloatArray,
+        *,
+        market_return: float | None = None,
+        market_level: float | None = None,
+    ) -> None:
+        """Advance by one bar (timestamps strictly increasing) and write its feature values into
+        ``out`` (float64, one per feature, in ``feature_names`` order)."""
+        ts_us = epoch_us(bar.ts)
+        if ts_us <= self._last_us:
+            raise ValueError(
+                f"bars must arrive in increasing ts order; got {bar.ts} after the last"
+            )
+        if out.shape != self._columns.shape or out.dtype != np.float64:
+            raise ValueError(
+                f"out must be float64 of shape {self._columns.shape}, got {out.dtype} {out.shape}"
+            )
+        self._last_us = ts_us
+        if market_level is not None:
+            self._level = market_level
+        f = self._f  # the base tick: sk.TICK_FIELDS
+        f[0] = bar.open
+        f[1] = bar.high
+        f[2] = bar.low
+        f[3] = bar.close
+        f[4] = bar.volume
+        f[5] = 0.0 if market_return is None else market_return
+        f[6] = self._level
+        open_us = close_us = -1
+        if self._sessions is not None:
+            session = self._sessions.bounds(ts_us)
+            if session is not None:
+                open_us, close_us = session
+        sk.step(
+            self._program, self._graphs, self._columns, f, self._n, ts_us, open_us, close_us, out
+        )
 
     def update(
         self,
@@ -1677,69 +711,15 @@ class StreamingFeatures:
         market_level: float | None = None,
     ) -> dict[str, float]:
         """Advance by one bar (timestamps strictly increasing) and return its feature values."""
-        ts_us = epoch_us(bar.ts)
-        if ts_us <= self._last_us:
-            raise ValueError(
-                f"bars must arrive in increasing ts order; got {bar.ts} after the last"
-            )
-        self._last_us = ts_us
-        if market_level is not None:
-            self._level = market_level
-        self._base.step(
-            bar.open,
-            bar.high,
-            bar.low,
-            bar.close,
-            bar.volume,
-            0.0 if market_return is None else market_return,
-            self._level,
-        )
-        values = [read() for read in self._base_readers]
-        if self._higher:
-            session = self._sessions.bounds(ts_us)
-            for higher in self._higher:
-                higher.on_bar(ts_us, session, bar)
-                values += higher.values
-        values += [read() for read in self._cross_readers]
-        return dict(zip(self._names, values, strict=True))
+        row = np.empty(len(self._names))
+        self.update_into(bar, row, market_return=market_return, market_level=market_level)
+        return dict(zip(self._names, row.tolist(), strict=False))  # same length by construction
 
     def buffered_values(self) -> int:
-        """How many values the indicator state holds (ring buffers, windows); bounded by the
-        spec's periods, whatever the number of bars seen. The session cache is not counted."""
-        return _count_buffered([self._base, *self._higher])
-
-
-def _slots_state(obj: object, *, without: tuple[str, ...]) -> dict[str, object]:
-    return {
-        name: getattr(obj, name)
-        for name in type(obj).__slots__  # type: ignore[attr-defined]
-        if name not in without and hasattr(obj, name)
-    }
-
-
-def _restore_slots(obj: object, state: dict[str, object]) -> None:
-    for name, value in state.items():
-        setattr(obj, name, value)
-
-
-def _count_buffered(root: object) -> int:
-    total = 0
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, deque | list | dict):
-            total += len(obj)
-            items = obj.values() if isinstance(obj, dict) else obj
-            stack.extend(item for item in items if not isinstance(item, float | int))
-        elif type(obj).__module__ == __name__:
-            for cls in type(obj).__mro__:
-                for slot in getattr(cls, "__slots__", ()):
-                    stack.append(getattr(obj, slot, None))
-    return total
+        """How many values the indicator state holds (ring buffers, windows, running sums): the
+        state arrays, sized by the spec's periods at construction whatever the number of bars
+        seen. The session cache is not counted."""
+        return int(self._f.size + self._n.size)
 
 
 class StreamingMarketIndex:
