@@ -1,15 +1,16 @@
 """The live engine: feed -> market state -> model -> ``Trader`` -> journal -> broker.
 
 One asyncio loop owns the broker and the feed. Everything heavy for a bar (streaming features,
-model scoring, the decision core, sizing, risk, the journal commit) runs in one worker thread, so
-the loop stays free for broker traffic and the watchdog. Per bar instant, in the backtest's order:
+model scoring, the decision core, sizing, risk, the journal commit) runs in one worker thread, in
+one call per bar, so the loop stays free for broker traffic and the watchdog. Per bar instant, in the backtest's order:
 
-1. the market state takes the bars (features, regime, impact inputs);
-2. the broker sees the bar (the paper broker fills the previous bar's children at this open) and
-   hands over executions and finished orders, which the ``Trader`` books;
-3. the book is marked (daily loss guard), the model scores, the decision core decides, and the
-   working parents cut their children through the risk checks;
-4. the journal commits, in one transaction: fills, decisions (with their feature snapshot),
+1. the market state opens the instant (checks it and rolls the session, so the impact inputs are
+   the instant's); the broker sees the bar (the paper broker fills the previous bar's children
+   at this open) and hands over executions and finished orders;
+2. in the worker, in one call: the market state takes the bars (features, regime), the
+   ``Trader`` books the executions, the book is marked (daily loss guard), the model scores, the
+   decision core decides, and the working parents cut their children through the risk checks;
+3. the journal commits, in one transaction: fills, decisions (with their feature snapshot),
    order intents with their client order ids, positions, equity, events, and a checkpoint of the
    whole engine state; only then do the orders go out.
 
@@ -237,7 +238,6 @@ class LiveEngine:
         # to order intents, the journal commit excluded) and the journal commit, microseconds
         self.latencies_us: deque[float] = deque(maxlen=100_000)
         self.commit_us: deque[float] = deque(maxlen=100_000)
-        self._update_ns = 0
         self._state: _State | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-engine")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -448,17 +448,13 @@ class LiveEngine:
             self._stale = False
             self._event("data_resumed", {"ts": instant.ts.isoformat()})
         state = self.state
-        row = await self._in_worker(self._update_market, instant)
+        market = state.market
+        market.open_instant(instant)
+        bars = instant.bars
         quotes = {
-            s: BarQuote(
-                float(row.open[j]),
-                float(row.close[j]),
-                float(row.volume[j]),
-                float(row.daily_vol[j]),
-                float(row.adv_shares[j]),
-            )
+            s: BarQuote(b.open, b.close, b.volume, *market.impact(j))
             for j, s in enumerate(self.symbols)
-            if row.has_bar[j]
+            if (b := bars.get(s)) is not None
         }
         await self.broker.on_bar(instant.ts, quotes)
         executions, finals = self.broker.drain()
@@ -466,22 +462,28 @@ class LiveEngine:
         finals = [*self._late_final, *finals]
         self._late_final = []
         halted_before = state.trader.risk.halted
-        intents = await self._in_worker(self._step, row, executions, finals)
+        intents = await self._in_worker(self._bar, instant, executions, finals)
         if state.trader.risk.halted and not halted_before:
             await self._cancel_working()
         await self._send(intents)
         self._maybe_observe()
 
-    def _update_market(self, instant: MarketInstant) -> MarketRow:
+    def _bar(
+        self, instant: MarketInstant, executions: list[Execution], finals: list[OrderStatus]
+    ) -> list[IntentRecord]:
+        """The worker's part of a bar: the market state takes it, then ``_step``."""
         started = time.perf_counter_ns()
         row = self.state.market.update(instant)
-        self._update_ns = time.perf_counter_ns() - started
-        return row
+        return self._step(row, executions, finals, started_ns=started)
 
     def _step(
-        self, row: MarketRow, executions: list[Execution], finals: list[OrderStatus]
+        self,
+        row: MarketRow,
+        executions: list[Execution],
+        finals: list[OrderStatus],
+        *,
+        started_ns: int,
     ) -> list[IntentRecord]:
-        started = time.perf_counter_ns()
         state = self.state
         trader = state.trader
         t = state.bar
@@ -519,7 +521,7 @@ class LiveEngine:
         decisions = self._decision_records(row, trader.decisions[n_decided:], t)
         intents = self._intents(row.ts, t, children)
         decided = time.perf_counter_ns()
-        self.latencies_us.append((self._update_ns + decided - started) / 1000.0)
+        self.latencies_us.append((decided - started_ns) / 1000.0)
         for refusal in trader.refusals[n_refused:]:
             self._event(
                 "refused", {"symbol": refusal.symbol, "qty": refusal.qty, "reason": refusal.reason}

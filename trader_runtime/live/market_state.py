@@ -78,7 +78,7 @@ class MarketRow:
     volume: FloatArray
     features: FloatArray  # (n, n_features) in ``MarketState.feature_names`` order
     trends: FloatArray  # (n, k) as grid.trends[t]
-    applicable: BoolArray  # (n, k) as grid.applicable
+    applicable: BoolArray  # (n, k) as grid.applicable (shared by every row: do not write)
     regime: Regime
     daily_vol: FloatArray  # (n,) as grid.daily_vol[t]
     adv_shares: FloatArray  # (n,) as grid.adv_shares[t]
@@ -248,9 +248,11 @@ class MarketState:
         )
         self._applicable = np.zeros((n, k), dtype=bool)
         self._applicable[:, self._trend_slots] = True
+        self._every_trend = len(self._trend_slots) == k
         self._step_us = None if base.minutes is None else base.minutes * _MINUTE_US
         self._calendar = _SessionCalendar()
         self._last_us = -(2**63)
+        self._opened_us = -(2**63)
         self._hour = -1
         self._session = -1
         self._last_regime = Regime.RANGING
@@ -267,10 +269,14 @@ class MarketState:
             self._session = _ny_date(ts_us)
         return self._session
 
-    def update(self, instant: MarketInstant) -> MarketRow:
-        """Advance by one instant (strictly increasing ``ts``) and return its row."""
+    def open_instant(self, instant: MarketInstant) -> None:
+        """Check ``instant`` (strictly after the last one, known symbols, bars closing at its
+        ``ts``) and open its session, so ``impact`` gives what the instant trades against.
+        ``update`` does this itself when it was not done for the instant."""
         ts = instant.ts
         ts_us = epoch_us(ts)
+        if ts_us == self._opened_us and ts_us > self._last_us:
+            return  # opened, not updated yet
         if ts_us <= self._last_us:
             raise MarketStateError(f"instants must arrive in increasing ts order; got {ts}")
         bars = instant.bars
@@ -280,42 +286,64 @@ class MarketState:
         mismatched = [s for s, b in bars.items() if b.ts != ts]
         if mismatched:
             raise MarketStateError(f"bars of {sorted(mismatched)} do not close at {ts}")
-        self._last_us = ts_us
         previous = self._session
         session = self._session_of(ts_us)
-        impact = self._impact
         if session != previous:
-            for state in impact:
+            for state in self._impact:
                 state.roll(session)
-        n, n_features = len(self._symbols), len(self.feature_names)
+        self._opened_us = ts_us
+
+    def impact(self, j: int) -> tuple[float, float]:
+        """(daily volatility, average daily volume in shares) of symbol ``j`` from the sessions
+        before the current one (NaN without history): the grid's ``daily_vol`` and
+        ``adv_shares`` at the instant."""
+        state = self._impact[j]
+        return state.daily_vol, state.adv_shares
+
+    def update(self, instant: MarketInstant) -> MarketRow:
+        """Advance by one instant (strictly increasing ``ts``) and return its row."""
+        self.open_instant(instant)
+        ts = instant.ts
+        self._last_us = self._opened_us
+        bars = instant.bars
+        position = self._position
+        impact = self._impact
+        n = len(self._symbols)
         ohlcv = np.full((5, n), NAN)
-        features = np.full((n, n_features), NAN)
+        features = np.full((n, len(self.feature_names)), NAN)
         has_bar = np.zeros(n, dtype=bool)
         regime = self._last_regime
         if bars:
             closes = {s: bars[s].close for s in self._symbols if s in bars}
             market_return, market_level = self._market.update(ts, closes)
             above = counted = 0
-            for symbol, j in self._position.items():
-                if symbol not in bars:
+            for symbol, j in position.items():
+                bar = bars.get(symbol)
+                if bar is None:
                     continue
-                bar = bars[symbol]
                 has_bar[j] = True
-                ohlcv[:, j] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
-                row = self._features[j].update(
-                    bar, market_return=market_return, market_level=market_level
+                close = bar.close
+                ohlcv[0, j] = bar.open
+                ohlcv[1, j] = bar.high
+                ohlcv[2, j] = bar.low
+                ohlcv[3, j] = close
+                ohlcv[4, j] = bar.volume
+                self._features[j].update_into(
+                    bar, features[j], market_return=market_return, market_level=market_level
                 )
-                features[j] = list(row.values())
-                sma = self._breadth[j].update(bar.close)
+                sma = self._breadth[j].update(close)
                 if sma is not None:
                     counted += 1
-                    above += bar.close > sma
-                impact[j].on_bar(bar.close, bar.volume)
+                    above += close > sma
+                impact[j].on_bar(close, bar.volume)
             breadth = above / counted if counted else None
             regime = self._last_regime = self._regime.update(ts, market_level, breadth)
-        trends = np.full(self._applicable.shape, NAN)
-        if self._trend_slots.size:
-            trends[:, self._trend_slots] = features[:, self._trend_columns]
+        if self._every_trend:
+            trends = features[:, self._trend_columns]
+        else:
+            trends = np.full(self._applicable.shape, NAN)
+            if self._trend_slots.size:
+                trends[:, self._trend_slots] = features[:, self._trend_columns]
         return MarketRow(
             ts=ts,
             open=ohlcv[0],
@@ -325,7 +353,7 @@ class MarketState:
             volume=ohlcv[4],
             features=features,
             trends=trends,
-            applicable=self._applicable.copy(),
+            applicable=self._applicable,
             regime=regime,
             daily_vol=np.array([s.daily_vol for s in impact]),
             adv_shares=np.array([s.adv_shares for s in impact]),
