@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+import pickle
+from dataclasses import asdict, astuple
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -16,9 +17,11 @@ from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 from sklearn.metrics import confusion_matrix, f1_score  # type: ignore[import-untyped]
 
+from trader_runtime.decision import regime_kernels as rk
 from trader_runtime.decision.regime import (
     INPUT_COLUMNS,
     RegimeConfig,
+    RegimeInputs,
     StreamingRegime,
     bars_per_session,
     breadth,
@@ -313,14 +316,43 @@ def test_streaming_equals_batch_on_arbitrary_daily_paths(
 
 
 def test_streaming_memory_is_bounded_by_the_longest_window() -> None:
+    """The state arrays never grow: rings of the longest window (trend, 6 bars) + 1, and the
+    rolling extremes (range 5 bars, drawdown 3) hold at most window + 1 entries between bars."""
     stream = StreamingRegime(SMALL, Timeframe.D1)
+    sizes = (stream._f.size, stream._n.size)
+    n = stream._n
+    assert n[rk.N_TOTALS_CAP] == n[rk.N_TREND] + 1 == 7
+    extremes = [n[rk.N_RANGE_MAX], n[rk.N_RANGE_MIN], n[rk.N_PEAK]]
     rng = np.random.default_rng(2)
     for i, level in enumerate(_levels(_segment(rng, 500, 0.3, 0.0))):
         stream.update(T0 + timedelta(days=i), float(level))
-    buffers = [stream._totals, stream._logs]
-    extremes = [stream._range_max, stream._range_min, stream._peak]
-    assert max(len(b) for b in buffers) <= 7  # longest window (trend, 6 bars) + 1
-    assert max(len(e._items) for e in extremes) <= 6
+        assert all(n[at + rk.E_SIZE] <= n[at + rk.E_WINDOW] + 1 <= 6 for at in extremes)
+    assert (stream._f.size, stream._n.size) == sizes
+
+
+def _hex(inputs: RegimeInputs | None) -> tuple[str, ...]:
+    assert inputs is not None
+    return tuple(float.hex(v) for v in astuple(inputs))
+
+
+def test_a_pickled_stream_continues_identically() -> None:
+    """The live engine checkpoints its state with pickle every bar and resumes from it."""
+    rng = np.random.default_rng(4)
+    levels = _levels(_segment(rng, 120, 0.6, -1.0)).tolist()
+    breadths = [None if u < 0.3 else u for u in rng.uniform(size=120).tolist()]
+    bars = [(T0 + timedelta(days=i), levels[i], breadths[i]) for i in range(120)]
+    stream = StreamingRegime(SMALL, Timeframe.D1)
+    assert pickle.loads(pickle.dumps(stream)).inputs is None
+    for bar in bars[:60]:
+        stream.update(*bar)
+    restored = pickle.loads(pickle.dumps(stream, protocol=pickle.HIGHEST_PROTOCOL))
+    assert _hex(restored.inputs) == _hex(stream.inputs)
+    with pytest.raises(InputSchemaError, match="not after"):
+        restored.update(*bars[59])
+    resumed = [(restored.update(*bar), _hex(restored.inputs)) for bar in bars[60:]]
+    continued = [(stream.update(*bar), _hex(stream.inputs)) for bar in bars[60:]]
+    assert resumed == continued  # and the restored copy shares no state with the original
+    assert {regime for regime, _ in continued} >= {Regime.CRASH, Regime.VOLATILE}
 
 
 # -- causality -----------------------------------------------------------------------------------

@@ -42,9 +42,7 @@ are identical.
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +53,7 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from trader_runtime.decision import regime_kernels as rk
 from trader_runtime.errors import InputSchemaError
 from trader_runtime.market.regimes import REGIME_ORDER, Regime
 from trader_runtime.market.timeframes import Timeframe
@@ -341,7 +340,7 @@ def _batch_inputs(
 
 
 def _percentiles(vol: FloatArray, reference: tuple[tuple[float, float], ...]) -> FloatArray:
-    """Piecewise-linear reference CDF; the same arithmetic as :func:`_percentile`."""
+    """Piecewise-linear reference CDF; the same arithmetic as ``regime_kernels._percentile``."""
     xs = np.array([v for v, _ in reference], dtype=np.float64)
     ps = np.array([p for _, p in reference], dtype=np.float64)
     finite = np.isfinite(vol)
@@ -350,17 +349,6 @@ def _percentiles(vol: FloatArray, reference: tuple[tuple[float, float], ...]) ->
     inside = ps[j] + (safe - xs[j]) / (xs[j + 1] - xs[j]) * (ps[j + 1] - ps[j])
     out = np.where(safe <= xs[0], ps[0], np.where(safe >= xs[-1], ps[-1], inside))
     return np.asarray(np.where(finite, out, np.nan), dtype=np.float64)
-
-
-def _percentile(vol: float, xs: list[float], ps: list[float]) -> float:
-    if math.isnan(vol):
-        return math.nan
-    if vol <= xs[0]:
-        return ps[0]
-    if vol >= xs[-1]:
-        return ps[-1]
-    j = min(max(bisect.bisect_right(xs, vol) - 1, 0), len(xs) - 2)
-    return ps[j] + (vol - xs[j]) / (xs[j + 1] - xs[j]) * (ps[j + 1] - ps[j])
 
 
 def _label_codes(inputs: Mapping[str, FloatArray], cfg: RegimeConfig) -> IntArray:
@@ -390,28 +378,6 @@ def _label_codes(inputs: Mapping[str, FloatArray], cfg: RegimeConfig) -> IntArra
     return np.asarray(codes, dtype=np.int64)
 
 
-def _label(inputs: RegimeInputs, cfg: RegimeConfig) -> Regime:
-    """One bar by the same rules as :func:`_label_codes` (NaN comparisons are false in both)."""
-    if inputs.drawdown <= -cfg.crash_drawdown and (
-        inputs.vol_fast_percentile >= cfg.crash_vol_percentile
-        or inputs.vol_burst_percentile >= cfg.crash_burst_vol_percentile
-    ):
-        return Regime.CRASH
-    if inputs.vol_percentile >= cfg.volatile_vol_percentile:
-        return Regime.VOLATILE
-    if (
-        inputs.vol_percentile >= cfg.bear_vol_percentile
-        and (inputs.trend <= cfg.bear_trend_max or inputs.breadth <= cfg.bear_breadth_max)
-    ) or inputs.trend <= cfg.downtrend_trend_max:
-        return Regime.BEAR
-    if (
-        inputs.range_ratio <= cfg.ranging_range_ratio_max
-        and inputs.vol_percentile < cfg.ranging_vol_percentile_max
-    ):
-        return Regime.RANGING
-    return Regime.BULL
-
-
 # -- streaming -----------------------------------------------------------------------------------
 
 
@@ -429,51 +395,39 @@ class RegimeInputs:
     breadth: float
 
 
-class _RollingExtreme:
-    """Maximum (or minimum) of the last ``window + 1`` values: a monotonic deque."""
-
-    __slots__ = ("_items", "_sign", "_window")
-
-    def __init__(self, window: int, *, maximum: bool) -> None:
-        self._window = window
-        self._sign = 1.0 if maximum else -1.0
-        self._items: deque[tuple[int, float]] = deque()
-
-    def update(self, i: int, value: float) -> float:
-        key = self._sign * value
-        while self._items and self._sign * self._items[-1][1] <= key:
-            self._items.pop()
-        self._items.append((i, value))
-        while self._items[0][0] < i - self._window:
-            self._items.popleft()
-        return self._items[0][1]
+_RULE_REGIMES: dict[int, Regime] = {
+    rk.CRASH: Regime.CRASH,
+    rk.VOLATILE: Regime.VOLATILE,
+    rk.BEAR: Regime.BEAR,
+    rk.RANGING: Regime.RANGING,
+    rk.BULL: Regime.BULL,
+}
+"""The regime of each rule number :func:`regime_kernels.step` returns."""
 
 
 class StreamingRegime:
     """The regime bar by bar for the live loop, identical to :func:`classify_regimes` on the same
-    bars. Memory is bounded by the longest window."""
+    bars. Memory is bounded by the longest window: the state is two fixed-size arrays (ring
+    buffers), which one compiled call per bar updates (:mod:`regime_kernels`) and which pickle
+    exactly."""
 
     def __init__(self, config: RegimeConfig | None = None, timeframe: Timeframe = Timeframe.M1):
-        self._cfg = config if config is not None else RegimeConfig()
-        self._w = w = _Windows.of(self._cfg, timeframe)
-        self._xs = [v for v, _ in self._cfg.vol_reference]
-        self._ps = [p for _, p in self._cfg.vol_reference]
-        longest = max(w.vol, w.fast_vol, w.burst_vol, w.trend, w.range) + 1
-        self._totals: deque[float] = deque(maxlen=longest)
-        self._logs: deque[float] = deque(maxlen=self._w.trend + 1)
-        self._range_max = _RollingExtreme(self._w.range, maximum=True)
-        self._range_min = _RollingExtreme(self._w.range, maximum=False)
-        self._peak = _RollingExtreme(self._w.drawdown, maximum=True)
-        self._total = 0.0
-        self._bars = 0
+        cfg = config if config is not None else RegimeConfig()
+        w = _Windows.of(cfg, timeframe)
+        self._f, self._n = rk.new_state(
+            (w.vol, w.fast_vol, w.burst_vol, w.trend, w.range, w.drawdown),
+            w.bars_per_year,
+            [getattr(cfg, name) for name in rk.THRESHOLDS],
+            cfg.vol_reference,
+        )
         self._last_ts: datetime | None = None
-        self._last_log = math.nan
-        self._inputs: RegimeInputs | None = None
 
     @property
     def inputs(self) -> RegimeInputs | None:
         """The inputs of the last bar (None before the first)."""
-        return self._inputs
+        if self._last_ts is None:
+            return None
+        return RegimeInputs(*self._f[rk.F_INPUTS : rk.F_INPUTS + rk.N_INPUTS].tolist())
 
     def update(self, ts: datetime, index_close: float, breadth: float | None = None) -> Regime:
         """Take the next bar (close of the index at ``ts``, breadth at ``ts`` if known)."""
@@ -481,45 +435,11 @@ class StreamingRegime:
             raise InputSchemaError(f"ts {ts} is not after the previous bar {self._last_ts}")
         if not (math.isfinite(index_close) and index_close > 0.0):
             raise InputSchemaError(f"index close must be finite and positive, got {index_close}")
-        i = self._bars
-        log_level = math.log(index_close)
-        r = 0.0 if i == 0 else log_level - self._last_log
-        self._total = self._total + r * r
-        self._totals.append(self._total)
-        self._logs.append(log_level)
-        w = self._w
-
-        def window_sum(window: int) -> tuple[float, int]:
-            count = min(i, window)
-            return self._total - self._totals[-1 - count], count
-
-        def annual_vol(window: int) -> float:
-            squares, count = window_sum(window)
-            return math.nan if count == 0 else math.sqrt(squares / count * w.bars_per_year)
-
-        def scaled(numerator: float, window: int) -> float:
-            squares, count = window_sum(window)
-            if count == 0:
-                return math.nan
-            return numerator / math.sqrt(squares) if squares > 0.0 else 0.0
-
-        vol = annual_vol(w.vol)
-        trend_count = min(i, w.trend)
-        band = self._range_max.update(i, log_level) - self._range_min.update(i, log_level)
-        self._inputs = RegimeInputs(
-            trend=scaled(log_level - self._logs[-1 - trend_count], w.trend),
-            vol_annual=vol,
-            vol_percentile=_percentile(vol, self._xs, self._ps),
-            vol_fast_percentile=_percentile(annual_vol(w.fast_vol), self._xs, self._ps),
-            vol_burst_percentile=_percentile(annual_vol(w.burst_vol), self._xs, self._ps),
-            drawdown=index_close / self._peak.update(i, index_close) - 1.0,
-            range_ratio=scaled(band, w.range),
-            breadth=math.nan if breadth is None else float(breadth),
+        rule = rk.step(
+            self._f, self._n, float(index_close), math.nan if breadth is None else float(breadth)
         )
-        self._bars = i + 1
         self._last_ts = ts
-        self._last_log = log_level
-        return _label(self._inputs, self._cfg)
+        return _RULE_REGIMES[rule]
 
 
 # -- evaluation ----------------------------------------------------------------------------------
