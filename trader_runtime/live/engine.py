@@ -518,10 +518,11 @@ class LiveEngine:
             children = trader.children(
                 t, ts_us, lambda: state.market.expected_volume(slices), equity
             )
-        decisions = self._decision_records(row, trader.decisions[n_decided:], t)
         intents = self._intents(row.ts, t, children)
         decided = time.perf_counter_ns()
         self.latencies_us.append((decided - started_ns) / 1000.0)
+        # the journal's rows of the decisions (with their feature snapshots) are not intents
+        decisions = self._decision_records(row, trader.decisions[n_decided:], t)
         for refusal in trader.refusals[n_refused:]:
             self._event(
                 "refused", {"symbol": refusal.symbol, "qty": refusal.qty, "reason": refusal.reason}

@@ -50,3 +50,14 @@ def track_closes(closes: FloatArray, last: FloatArray, prev: FloatArray) -> None
         if math.isfinite(closes[i]):
             prev[i] = last[i]
             last[i] = closes[i]
+
+
+@_jit
+def gross_without(positions: FloatArray, marks: FloatArray, j: int) -> float:
+    """The book's gross exposure at the marks (USD) without symbol ``j``: the sum (NumPy's
+    order) of every held position's absolute value, minus ``j``'s."""
+    n = positions.shape[0]
+    held = np.empty(n)
+    for i in range(n):
+        held[i] = abs(positions[i] * marks[i]) if positions[i] != 0.0 else 0.0
+    return pairwise_sum(held) - float(held[j])

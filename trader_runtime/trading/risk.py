@@ -139,8 +139,7 @@ class RiskEngine:
             tolerance = cfg.cap_tolerance_fraction
             if abs(new) * price / equity_usd > self.sizing.max_position_fraction + tolerance:
                 return "position_cap"
-            held = np.where(positions != 0.0, np.abs(positions * marks), 0.0)
-            gross = float(held.sum()) - float(held[j]) + abs(new) * price
+            gross = kernels.gross_without(positions, marks, j) + abs(new) * price
             if gross / equity_usd > self.sizing.max_gross_fraction + tolerance:
                 return "gross_cap"
         return None
