@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # pytest workers (the machine has 2 cores)
 WORKERS ?= 2
 
-.PHONY: install run test lint format typecheck contracts pytest postgres ui bench clean-data
+.PHONY: install kernels run test lint format typecheck contracts pytest postgres ui bench clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## kernels: compile the live path's numba kernels once (cached on disk; a fresh checkout pays about
+## half a minute here instead of in the first bar, or in every test process at once)
+kernels: install
+	@$(PY) -m trader_runtime.compiled
+
 $(BENCH_STAMP): pyproject.toml
 	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	@echo "installing robo-trader with the bench extra into $(BENCH_VENV) (first time takes a few minutes)"
@@ -32,7 +37,7 @@ $(BENCH_STAMP): pyproject.toml
 	@touch $@
 
 ## run: the pipeline on the embedded default (synthetic market + real index history)
-run: install
+run: install kernels
 	$(PY) -m orchestration.pipeline
 
 ## test: lint, import contracts, types, then every test
@@ -52,7 +57,7 @@ contracts: install
 typecheck: install
 	$(VENV)/bin/mypy trader_runtime
 
-pytest: install postgres
+pytest: install postgres kernels
 	$(PY) -m pytest -n $(WORKERS) --dist loadscope -q
 
 ## postgres: PostgreSQL server binaries for the team-profile tests (tests/pg_kit.py starts a private
