@@ -16,7 +16,9 @@ first:
 - XGBoost: the trees of the JSON model walked in float32 (``value < condition`` goes left), the
   leaves added to the base margin in order, then its float32 sigmoid; then
   ``Booster.inplace_predict`` (what ``XGBClassifier.predict_proba`` calls for an array);
-- the network: its torch module's forward and a sigmoid, as ``LightningMLPClassifier`` does.
+- the network: its torch module's forward and a sigmoid, as ``LightningMLPClassifier`` does:
+  first its layers called as functions (the same kernels without ``nn.Module``'s call
+  machinery), then the module itself.
 
 The tree walks, imputing and scaling included, are one numba call per batch of rows (a few
 microseconds for one row). A candidate is not a promise: ``trader_runtime.live.scoring`` checks
@@ -339,6 +341,34 @@ def _network(model: Any) -> Predictor | None:
     return predict
 
 
+def _network_layers(model: Any) -> Predictor | None:
+    """The network's layers called as functions (``F.linear``, ``relu``; dropout is off in eval):
+    the module's own kernels without ``nn.Module``'s per-layer call machinery."""
+    import torch
+    from torch import nn
+    from torch.nn import functional
+
+    steps: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []
+    for layer in model.module_:
+        if isinstance(layer, nn.Linear):
+            steps.append(
+                (layer.weight.detach(), None if layer.bias is None else layer.bias.detach())
+            )
+        elif isinstance(layer, nn.ReLU):
+            steps.append(None)
+        elif not isinstance(layer, nn.Dropout):
+            return None
+
+    def predict(x: FloatArray) -> FloatArray:
+        with torch.inference_mode():
+            h = torch.from_numpy(x.astype(np.float32))
+            for step in steps:
+                h = torch.relu(h) if step is None else functional.linear(h, *step)
+            return np.asarray(torch.sigmoid(h.squeeze(1)).double().numpy(), dtype=np.float64)
+
+    return predict
+
+
 def _xgboost_trees(model: Any, prep: tuple[FloatArray, FloatArray, FloatArray]) -> Predictor | None:
     """The booster's trees (its JSON model) flattened into arrays walked by
     ``_xgboost_positive``; None for what it does not cover (another objective or booster,
@@ -441,7 +471,7 @@ def native_candidates(pipeline: Any) -> list[Predictor]:
     elif kind == "XGBClassifier":
         found = [_xgboost_trees(model, prep), _around(_xgboost(model), prep)]
     elif kind == "LightningMLPClassifier":
-        found = [_around(_network(model), prep)]
+        found = [_around(_network_layers(model), prep), _around(_network(model), prep)]
     return [p for p in found if p is not None]
 
 
