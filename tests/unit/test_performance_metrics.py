@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 from scipy.stats import norm
@@ -432,6 +432,7 @@ def test_max_drawdown_lies_in_minus_one_to_zero_and_duration_fits_the_path(r: np
 @pytest.mark.filterwarnings("error")
 @settings(max_examples=200)
 @given(_returns.filter(lambda r: r.size >= 4))
+@example(np.asarray([0.0, 0.5, -0.5, 1.1125369292536007e-308]))  # a subnormal mean: no warning
 def test_psr_is_a_probability_and_deflation_never_raises_it(r: np.ndarray) -> None:
     sr, g3, g4 = sharpe_per_period(r), skewness(r), excess_kurtosis(r)
     psr = probabilistic_sharpe_ratio(sr, n_obs=r.size, skew=g3, excess_kurtosis=g4)

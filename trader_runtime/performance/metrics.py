@@ -183,14 +183,16 @@ def skewness(r: FloatArray) -> float:
     """Biased sample skewness (scipy's default); NaN with fewer than 3 or constant returns."""
     if r.size < 3 or _is_flat(r):
         return _NAN
-    return float(_scipy_skew(r))
+    with np.errstate(over="ignore"):  # scipy's precision check divides by a subnormal mean
+        return float(_scipy_skew(r))
 
 
 def excess_kurtosis(r: FloatArray) -> float:
     """Biased sample kurtosis minus 3 (Fisher); NaN with fewer than 4 or constant returns."""
     if r.size < 4 or _is_flat(r):
         return _NAN
-    return float(_scipy_kurtosis(r))
+    with np.errstate(over="ignore"):  # as in ``skewness``
+        return float(_scipy_kurtosis(r))
 
 
 def value_at_risk(r: FloatArray, cutoff: float = VAR_CUTOFF) -> float:
