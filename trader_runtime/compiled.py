@@ -60,9 +60,10 @@ def _decision() -> None:
 def _trading() -> None:
     trader = Trader(("A", "B"), TradingConfig())
     trader.book.position[0] = 10.0
-    trader.mark(0, np.array([10.0, 20.0]))
+    ts_us = int(_TS.timestamp() * 1_000_000)  # in trading hours: the checks run to the caps
+    trader.mark(ts_us, np.array([10.0, 20.0]))
     trader.book.value_at(np.array([10.0, np.nan]))
-    trader.risk.check(0, 1, 5.0, 20.0, trader.book.position, trader.book.mark, 1e6)
+    trader.risk.check(ts_us, 1, 5.0, 20.0, trader.book.position, trader.book.mark, 1e6)
 
 
 def _scoring() -> None:
