@@ -44,7 +44,6 @@ def _params(config: TradingConfig) -> FloatArray:
     params[kernels.P_MAX_GROSS] = sizing.max_gross_fraction
     params[kernels.P_BAND] = sizing.rebalance_min_fraction
     params[kernels.P_PENALTY] = sizing.correlation_penalty
-    params[kernels.P_CRASH] = REGIME_ORDER.index(Regime.CRASH)
     return params
 
 

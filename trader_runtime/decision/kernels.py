@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from trader_runtime.market.regimes import REGIME_ORDER, Regime
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -40,9 +42,9 @@ REASONS: tuple[str | None, ...] = (None, "stop", "target", "expiry", "rebalance"
     P_MAX_GROSS,
     P_BAND,
     P_PENALTY,
-    P_CRASH,
-) = range(14)
-N_PARAMS = 14
+) = range(13)
+N_PARAMS = 13
+CRASH = REGIME_ORDER.index(Regime.CRASH)  # the regimes are codes in ``REGIME_ORDER``
 
 _PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE
 
@@ -280,7 +282,6 @@ def signals(
     full_edge = params[P_FULL_EDGE]
     max_multiple = params[P_MAX_MULTIPLE]
     cap = params[P_CAP]
-    crash = np.int64(params[P_CRASH])
     n = close.shape[0]
     k = trends.shape[1]
     direction = np.zeros(n)
@@ -337,11 +338,11 @@ def signals(
         weight = signal_weight(d, scale, base_fraction, multiplier, cap)
         if sign(current[i]) == d:
             expiry[i] = bar_index + holding_bars
-            if regime != crash:
+            if regime != CRASH:
                 desired[i] = weight
                 reasons[i] = REBALANCE
             continue
-        if regime == crash:
+        if regime == CRASH:
             continue  # no new positions in a crash
         desired[i] = weight
         reasons[i] = ENTRY
@@ -527,7 +528,7 @@ def decide(
         stop_pct,
         target_pct,
     )
-    if regime == np.int64(params[P_CRASH]):
+    if regime == CRASH:
         desired = no_new_exposure(desired, current)
     elif params[P_PENALTY] > 0.0 and current.shape[0] > 1:
         for i in range(current.shape[0]):
