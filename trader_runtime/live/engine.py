@@ -2,7 +2,8 @@
 
 One asyncio loop owns the broker and the feed. Everything heavy for a bar (streaming features,
 model scoring, the decision core, sizing, risk, the journal commit) runs in one worker thread, in
-one call per bar, so the loop stays free for broker traffic and the watchdog. Per bar instant, in the backtest's order:
+one call per bar, so the loop stays free for broker traffic and the watchdog. Per bar instant, in
+the backtest's order:
 
 1. the market state opens the instant (checks it and rolls the session, so the impact inputs are
    the instant's); the broker sees the bar (the paper broker fills the previous bar's children
