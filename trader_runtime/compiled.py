@@ -23,7 +23,7 @@ from trader_runtime.decision.regime import StreamingRegime
 from trader_runtime.features.streaming import StreamingFeatures
 from trader_runtime.market.bars import Bar
 from trader_runtime.market.regimes import Regime
-from trader_runtime.models import inference
+from trader_runtime.models import inference, network_kernels
 from trader_runtime.trading.trader import Trader
 
 _TS = datetime(2024, 7, 1, 14, 31, tzinfo=UTC)
@@ -96,6 +96,9 @@ def _scoring() -> None:
         np.zeros(1, dtype=np.int64),
         0.5,
     )
+    network = (np.ones(2, dtype=np.float32), np.zeros(1, dtype=np.float32), np.array([[1, 2]]))
+    inference._network_positive(x, *prep, *network)
+    network_kernels.positive(np.zeros((1, 2), dtype=np.float32), *network)
 
 
 GROUPS: dict[str, Callable[[], None]] = {

@@ -12,7 +12,7 @@ import json
 from trader_runtime import compiled
 from trader_runtime.decision import kernels as decision_kernels, regime_kernels
 from trader_runtime.features import streaming_kernels
-from trader_runtime.models import inference
+from trader_runtime.models import inference, network_kernels
 from trader_runtime.trading import kernels as trading_kernels
 
 seconds = compiled.warm()
@@ -29,6 +29,8 @@ entry_points = {
     "inference.forest": inference._forest_positive,
     "inference.lightgbm": inference._lightgbm_positive,
     "inference.xgboost": inference._xgboost_positive,
+    "inference.network": inference._network_positive,
+    "network.positive": network_kernels.positive,
 }
 print(json.dumps({"groups": sorted(seconds), "missing": [k for k, d in entry_points.items() if not d.signatures]}))
 """

@@ -58,8 +58,8 @@ def test_every_native_candidate_equals_the_pipeline_and_trees_are_walked_in_numb
     X[7] = np.nan  # a symbol without a bar: NaN, whichever candidate scores
     candidates = native_candidates(pipeline)
     # the tree families are walked by our compiled kernels first, the library's call second;
-    # the network's layers as functions first, the module second
-    assert len(candidates) == {"random_forest": 1, "xgboost": 2, "lightgbm": 2, "mlp": 2}[family]
+    # the network has one: its own compiled forward pass, imputing and scaling included
+    assert len(candidates) == {"random_forest": 1, "xgboost": 2, "lightgbm": 2, "mlp": 1}[family]
     keep = np.arange(len(X)) != 7
     expected = pipeline.predict_proba(X[keep])[:, 1]
     for native in candidates:

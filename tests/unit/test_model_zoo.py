@@ -226,3 +226,30 @@ def test_mlp_results_do_not_depend_on_the_callers_torch_threads() -> None:
         np.testing.assert_array_equal(*results)
     finally:
         torch.set_num_threads(before)
+
+
+def test_mlp_probabilities_are_its_torch_forward_pass_to_float32_precision() -> None:
+    import torch
+
+    X, y = _data()
+    pipeline = _fit("mlp", X, y)
+    clf = pipeline.named_steps["model"]
+    z = pipeline[:-1].transform(X).astype(np.float32)
+    with torch.inference_mode():
+        clf.module_.eval()
+        expected = torch.sigmoid(clf.module_(torch.from_numpy(z)).squeeze(1)).double().numpy()
+    got = pipeline.predict_proba(X)[:, 1]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_mlp_scores_a_row_alone_as_in_a_batch_and_a_refit_scores_with_its_new_weights() -> None:
+    X, y = _data()
+    pipeline = _fit("mlp", X, y)
+    batch = pipeline.predict_proba(X[:40])
+    for i in range(40):  # the live engine scores one row; the backtest scores batches
+        assert np.array_equal(pipeline.predict_proba(X[i : i + 1]), batch[i : i + 1])
+    X2, y2 = _data(seed=5)
+    pipeline.fit(X2, y2)  # the same estimator refit: its cached weights must not survive
+    fresh = _fit("mlp", X2, y2)
+    np.testing.assert_array_equal(pipeline.predict_proba(X), fresh.predict_proba(X))
+    assert not np.array_equal(pipeline.predict_proba(X[:40]), batch)

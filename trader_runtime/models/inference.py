@@ -16,11 +16,10 @@ first:
 - XGBoost: the trees of the JSON model walked in float32 (``value < condition`` goes left), the
   leaves added to the base margin in order, then its float32 sigmoid; then
   ``Booster.inplace_predict`` (what ``XGBClassifier.predict_proba`` calls for an array);
-- the network: its torch module's forward and a sigmoid, as ``LightningMLPClassifier`` does:
-  first its layers called as functions (the same kernels without ``nn.Module``'s call
-  machinery), then the module itself.
+- the network: ``network_kernels.forward_row`` on the float32 of the scaled row, the forward
+  pass ``LightningMLPClassifier.predict_proba`` itself runs.
 
-The tree walks, imputing and scaling included, are one numba call per batch of rows (a few
+The tree walks and the network, imputing and scaling included, are one numba call per batch of rows (a few
 microseconds for one row). A candidate is not a promise: ``trader_runtime.live.scoring`` checks
 each against the pipeline's ``predict_proba`` bit for bit at load time and takes the first that
 agrees, else the pipeline. Every candidate gives NaN for an all-NaN row (a symbol without a bar).
@@ -35,6 +34,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from numba import njit
+
+from trader_runtime.models.network_kernels import forward_row, network_arrays
 
 FloatArray = npt.NDArray[np.float64]
 Predictor = Callable[[FloatArray], FloatArray]
@@ -59,6 +60,34 @@ def _prepared(
             v = v / scale[f]
         z[f] = v
     return known
+
+
+@njit(cache=True)
+def _network_positive(
+    x: FloatArray,
+    fill: FloatArray,
+    mean: FloatArray,
+    scale: FloatArray,
+    weights: npt.NDArray[np.float32],
+    biases: npt.NDArray[np.float32],
+    shapes: npt.NDArray[np.int64],
+) -> FloatArray:  # pragma: no cover - compiled
+    """The network's probability of each row imputed, scaled and cast to float32 (as
+    ``check_array(dtype=float32)`` casts the scaler's output)."""
+    widest = max(x.shape[1], shapes[:, 0].max())
+    a = np.empty(widest, dtype=np.float32)
+    b = np.empty(widest, dtype=np.float32)
+    out = np.empty(x.shape[0])
+    z = np.empty(x.shape[1])
+    z32 = np.empty(x.shape[1], dtype=np.float32)
+    for i in range(x.shape[0]):
+        if not _prepared(x, i, fill, mean, scale, z):
+            out[i] = np.nan
+            continue
+        for f in range(z.shape[0]):
+            z32[f] = np.float32(z[f])
+        out[i] = forward_row(z32, weights, biases, shapes, a, b)
+    return out
 
 
 @njit(cache=True)
@@ -327,44 +356,18 @@ def _xgboost(model: Any) -> Predictor | None:
     return predict
 
 
-def _network(model: Any) -> Predictor | None:
-    import torch
-
-    module = model.module_
-    module.eval()
-
-    def predict(x: FloatArray) -> FloatArray:
-        with torch.inference_mode():
-            logits = module(torch.from_numpy(x.astype(np.float32))).squeeze(1)
-            return np.asarray(torch.sigmoid(logits).double().numpy(), dtype=np.float64)
-
-    return predict
-
-
-def _network_layers(model: Any) -> Predictor | None:
-    """The network's layers called as functions (``F.linear``, ``relu``; dropout is off in eval):
-    the module's own kernels without ``nn.Module``'s per-layer call machinery."""
-    import torch
-    from torch import nn
-    from torch.nn import functional
-
-    steps: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []
-    for layer in model.module_:
-        if isinstance(layer, nn.Linear):
-            steps.append(
-                (layer.weight.detach(), None if layer.bias is None else layer.bias.detach())
-            )
-        elif isinstance(layer, nn.ReLU):
-            steps.append(None)
-        elif not isinstance(layer, nn.Dropout):
-            return None
+def _network(model: Any, prep: tuple[FloatArray, FloatArray, FloatArray]) -> Predictor | None:
+    """The network's compiled forward pass (``LightningMLPClassifier.predict_proba``'s own)
+    after imputing and scaling, in one call."""
+    arrays = network_arrays(model.module_)
+    if arrays is None:
+        return None
+    fill, mean, scale = prep
 
     def predict(x: FloatArray) -> FloatArray:
-        with torch.inference_mode():
-            h = torch.from_numpy(x.astype(np.float32))
-            for step in steps:
-                h = torch.relu(h) if step is None else functional.linear(h, *step)
-            return np.asarray(torch.sigmoid(h.squeeze(1)).double().numpy(), dtype=np.float64)
+        return np.asarray(
+            _network_positive(np.ascontiguousarray(x, dtype=np.float64), fill, mean, scale, *arrays)
+        )
 
     return predict
 
@@ -471,7 +474,7 @@ def native_candidates(pipeline: Any) -> list[Predictor]:
     elif kind == "XGBClassifier":
         found = [_xgboost_trees(model, prep), _around(_xgboost(model), prep)]
     elif kind == "LightningMLPClassifier":
-        found = [_around(_network_layers(model), prep), _around(_network(model), prep)]
+        found = [_network(model, prep)]
     return [p for p in found if p is not None]
 
 

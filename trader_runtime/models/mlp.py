@@ -8,7 +8,9 @@ logger, no checkpoints, no progress bar, no model summary, and its console messa
 
 The fitted estimator keeps only a plain ``nn.Sequential`` (``module_``), never the Trainer, so it
 pickles (pickle or cloudpickle, as MLflow's sklearn flavour does). Lightning is imported only to
-train: loading a fitted model and predicting needs torch alone.
+train: loading a fitted model needs torch alone. Probabilities come from the compiled forward pass
+of ``network_kernels`` (torch's batched arithmetic replayed row by row), so a row scores the same
+alone or in a batch.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin  # type: ignore[import-u
 from sklearn.utils.validation import check_array, check_is_fitted  # type: ignore[import-untyped]
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+from trader_runtime.models import network_kernels
+from trader_runtime.models.network_kernels import NetworkArrays
 
 FloatArray = npt.NDArray[np.float64]
 _PREDICT_BATCH = 65_536
@@ -280,6 +285,7 @@ class LightningMLPClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         )
         trained = _train(torch.from_numpy(features), torch.from_numpy(encoded), n_fit, config)
         self.module_ = trained.net
+        self.__dict__.pop("_arrays", None)  # the compiled forward pass's arrays of a refit
         self.classes_ = classes
         self.n_features_in_ = features.shape[1]
         self.n_epochs_ = trained.n_epochs
@@ -288,21 +294,28 @@ class LightningMLPClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         return self
 
     def predict_proba(self, X: Any) -> FloatArray:
-        """Columns: probability of ``classes_[0]`` and of ``classes_[1]``."""
+        """Columns: probability of ``classes_[0]`` and of ``classes_[1]``. The compiled forward
+        pass of ``network_kernels`` (not torch's): a row scores the same bits alone or in any
+        batch, as the live engine and the backtest need."""
         check_is_fitted(self, "module_")
         features = check_array(X, dtype=np.float32)
         if features.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {features.shape[1]} features, the model was fit on {self.n_features_in_}"
             )
-        x = torch.from_numpy(features)
-        out = np.empty(len(features), dtype=np.float64)
-        self.module_.eval()
-        with _torch_threads(_TORCH_THREADS), torch.inference_mode():
-            for start in range(0, len(features), _PREDICT_BATCH):
-                logits = self.module_(x[start : start + _PREDICT_BATCH]).squeeze(1)
-                out[start : start + _PREDICT_BATCH] = torch.sigmoid(logits).double().numpy()
+        out = network_kernels.positive(np.ascontiguousarray(features), *self.network_arrays())
         return np.column_stack([1.0 - out, out])
+
+    def network_arrays(self) -> NetworkArrays:
+        """The fitted module as the compiled forward pass's arrays (built once)."""
+        check_is_fitted(self, "module_")
+        arrays: NetworkArrays | None = self.__dict__.get("_arrays")
+        if arrays is None:
+            arrays = network_kernels.network_arrays(self.module_)
+            if arrays is None:
+                raise ValueError("module_ is not the network build_network makes")
+            self.__dict__["_arrays"] = arrays
+        return arrays
 
     def predict(self, X: Any) -> npt.NDArray[Any]:
         """The class with the higher probability."""
