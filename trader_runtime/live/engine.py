@@ -489,7 +489,8 @@ class LiveEngine:
         trader = state.trader
         t = state.bar
         ts_us = epoch_us(row.ts)
-        fills = self._book(t, row.ts, executions, finals, regime=row.regime.value)
+        regime = row.regime.value
+        fills = self._book(t, row.ts, executions, finals, regime=regime)
         n_events = len(trader.risk_events)
         equity = trader.mark(ts_us, row.close)
         for event in trader.risk_events[n_events:]:
@@ -497,7 +498,7 @@ class LiveEngine:
         if math.isnan(state.equity_start_usd):
             state.equity_start_usd = equity
         state.equity_usd = equity
-        state.regime = row.regime.value
+        state.regime = regime
         probability = self.model.predict(row.features)
         snapshot = BarSnapshot(
             bar_index=t,
@@ -540,7 +541,7 @@ class LiveEngine:
             fills=fills,
             decisions=decisions,
             intents=intents,
-            equity=self._equity_record(row.ts, equity, row.regime.value),
+            equity=self._equity_record(row.ts, equity, regime),
         )
         self.commit_us.append((time.perf_counter_ns() - decided) / 1000.0)
         return intents

@@ -80,8 +80,8 @@ class MarketRow:
     trends: FloatArray  # (n, k) as grid.trends[t]
     applicable: BoolArray  # (n, k) as grid.applicable (shared by every row: do not write)
     regime: Regime
-    daily_vol: FloatArray  # (n,) as grid.daily_vol[t]
-    adv_shares: FloatArray  # (n,) as grid.adv_shares[t]
+    daily_vol: FloatArray  # (n,) as grid.daily_vol[t] (shared by the session's rows: do not write)
+    adv_shares: FloatArray  # (n,) as grid.adv_shares[t] (the same)
     has_bar: BoolArray  # (n,)
 
 
@@ -256,6 +256,12 @@ class MarketState:
         self._hour = -1
         self._session = -1
         self._last_regime = Regime.RANGING
+        # a row's blank arrays, copied per instant (one call each instead of ``np.full``)
+        self._blank_ohlcv = np.full((5, n), NAN)
+        self._blank_features = np.full((n, len(self.feature_names)), NAN)
+        self._no_bar = np.zeros(n, dtype=bool)
+        self._daily_vol = np.full(n, NAN)  # the impact inputs, refreshed when a session opens
+        self._adv_shares = np.full(n, NAN)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -291,6 +297,8 @@ class MarketState:
         if session != previous:
             for state in self._impact:
                 state.roll(session)
+            self._daily_vol = np.array([s.daily_vol for s in self._impact])
+            self._adv_shares = np.array([s.adv_shares for s in self._impact])
         self._opened_us = ts_us
 
     def impact(self, j: int) -> tuple[float, float]:
@@ -308,10 +316,9 @@ class MarketState:
         bars = instant.bars
         position = self._position
         impact = self._impact
-        n = len(self._symbols)
-        ohlcv = np.full((5, n), NAN)
-        features = np.full((n, len(self.feature_names)), NAN)
-        has_bar = np.zeros(n, dtype=bool)
+        ohlcv = self._blank_ohlcv.copy()
+        features = self._blank_features.copy()
+        has_bar = self._no_bar.copy()
         regime = self._last_regime
         if bars:
             closes = {s: bars[s].close for s in self._symbols if s in bars}
@@ -355,8 +362,8 @@ class MarketState:
             trends=trends,
             applicable=self._applicable,
             regime=regime,
-            daily_vol=np.array([s.daily_vol for s in impact]),
-            adv_shares=np.array([s.adv_shares for s in impact]),
+            daily_vol=self._daily_vol,
+            adv_shares=self._adv_shares,
             has_bar=has_bar,
         )
 

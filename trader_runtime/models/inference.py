@@ -327,9 +327,8 @@ def _lightgbm_trees(
     kernel: Any = _lightgbm_positive  # numba's stub cannot count the starred arrays
 
     def predict(x: FloatArray) -> FloatArray:
-        return np.asarray(
-            kernel(np.ascontiguousarray(x, dtype=np.float64), *prep, *arrays, sigmoid)
-        )
+        out: FloatArray = kernel(np.ascontiguousarray(x, dtype=np.float64), *prep, *arrays, sigmoid)
+        return out  # the kernel's own array
 
     return predict
 
@@ -365,9 +364,10 @@ def _network(model: Any, prep: tuple[FloatArray, FloatArray, FloatArray]) -> Pre
     fill, mean, scale = prep
 
     def predict(x: FloatArray) -> FloatArray:
-        return np.asarray(
-            _network_positive(np.ascontiguousarray(x, dtype=np.float64), fill, mean, scale, *arrays)
+        out: FloatArray = _network_positive(
+            np.ascontiguousarray(x, dtype=np.float64), fill, mean, scale, *arrays
         )
+        return out  # the kernel's own array
 
     return predict
 
@@ -415,9 +415,10 @@ def _xgboost_trees(model: Any, prep: tuple[FloatArray, FloatArray, FloatArray]) 
     kernel: Any = _xgboost_positive
 
     def predict(x: FloatArray) -> FloatArray:
-        return np.asarray(
-            kernel(np.ascontiguousarray(x, dtype=np.float64), *prep, *arrays, base_score)
+        out: FloatArray = kernel(
+            np.ascontiguousarray(x, dtype=np.float64), *prep, *arrays, base_score
         )
+        return out  # the kernel's own array
 
     return predict
 

@@ -128,22 +128,24 @@ class Trader:
         view = PortfolioView(
             equity_usd=equity,
             committed_shares=self.committed_shares(),
-            position_shares=book.position.copy(),
-            avg_entry_usd=book.avg_entry.copy(),
+            position_shares=book.position,  # read only: the core keeps no reference
+            avg_entry_usd=book.avg_entry,
         )
         decision = self.core.step(bar, view)
         if self.risk.halted:
             return decision  # the core keeps its state; nothing new goes out
         fractional = self.config.execution.fractional_shares
-        for j in decision.changed:
-            weight = float(decision.target_weights[j])
+        # NaN where nothing changes (``Decision.changed``), read as Python floats: one call
+        for j, weight in enumerate(decision.target_weights.tolist()):
+            if not math.isfinite(weight):
+                continue
             reason = decision.reasons[j] or "rebalance"
             price = float(book.mark[j])  # this close, or the last one without a bar now
             if not price > 0.0:
                 continue
             self.orders[j] = ParentOrder(
                 parent_id=self._next_parent,
-                j=int(j),
+                j=j,
                 weight=weight,
                 reason=reason,
                 target_shares=shares_for_weight(weight, equity, price, fractional),
