@@ -606,3 +606,10 @@ def test_sessions_lists_every_session_oldest_first(tmp_path: Path) -> None:
         _start(journal, "b", started_at=_minute(5))
         _start(journal, "a", started_at=_minute(1))
         assert [s.session_id for s in journal.sessions()] == ["a", "b"]
+
+
+def test_the_journal_runs_duckdb_on_one_thread(journal: Journal) -> None:
+    # a bar's one-row statements gain nothing from a pool whose threads would wake beside the
+    # next bar's decision (benchmarks/latency)
+    with journal._read() as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone() == (1,)

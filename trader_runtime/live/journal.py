@@ -331,7 +331,12 @@ class Journal:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(path))
+            # one thread: a bar's few one-row statements gain nothing from DuckDB's pool, whose
+            # threads otherwise wake beside the next bar's decision on a 2-core machine
+            # (measured: decision p99 0.8-1.9 ms with the default pool, 0.7-1.0 ms without)
+            self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(
+                str(path), config={"threads": 1}
+            )
         except (OSError, duckdb.Error) as exc:
             raise JournalError(f"could not open the journal {path}: {exc}") from exc
         try:
