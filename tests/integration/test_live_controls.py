@@ -111,3 +111,62 @@ def test_a_model_trained_on_other_features_is_refused(tmp_path: Path) -> None:
         expected_features=names,
     )
     assert model.version == "2"
+
+
+def test_garbage_is_collected_between_bars_never_inside_one(tmp_path: Path) -> None:
+    import gc
+    import threading
+
+    from trader_runtime.live import engine as engine_module
+
+    engine = _engine(tmp_path, max_bars=150)
+    inside = threading.Event()  # set while the worker runs a bar's decision
+    collections: list[bool] = []  # per collection during the session: inside a bar?
+    automatic: list[bool] = []
+    original = engine._bar
+
+    def bar(*args: object) -> object:
+        automatic.append(gc.isenabled())
+        inside.set()
+        try:
+            return original(*args)  # type: ignore[arg-type]
+        finally:
+            inside.clear()
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(inside.is_set())
+
+    engine._bar = bar  # type: ignore[method-assign]
+    enabled_before = gc.isenabled()
+    gc.callbacks.append(on_gc)
+    try:
+        asyncio.run(engine.run())
+    finally:
+        gc.callbacks.remove(on_gc)
+    assert len(automatic) == 150
+    assert not any(automatic)
+    assert gc.isenabled() == enabled_before  # and as it was after the session
+    assert collections
+    assert not any(collections)
+    # the wall time of each bar's decision and its CPU time, which cannot exceed it
+    wall, cpu = list(engine.latencies_us), list(engine.latencies_cpu_us)
+    assert len(wall) == len(cpu) == 150
+    assert all(0.0 < c <= w + 50.0 for w, c in zip(wall, cpu, strict=True))
+    # the policy: nothing below the young generation's threshold, a collection above it
+    gc.disable()
+    try:
+        gc.collect()
+        seen: list[int] = []
+        gc.callbacks.append(lambda phase, info: seen.append(info["generation"]))
+        engine_module._collect_garbage()
+        assert seen == []
+        _garbage = [[] for _ in range(gc.get_threshold()[0] + 10)]
+        engine_module._collect_garbage()
+        assert seen
+        assert seen[0] == 0
+        del _garbage
+    finally:
+        gc.callbacks.pop()
+        if enabled_before:
+            gc.enable()
