@@ -6,6 +6,10 @@ journal in a temporary directory, and reports per bar the time of the market sta
 the risk-checked children: everything between a bar's arrival and its order intents. The journal
 commit that follows (before any order goes out) is reported on its own.
 
+Each bar's span is also taken in the worker thread's CPU time (``decision_cpu_p99_us``): a bar
+whose wall time is far above its CPU time was waiting, not working (its thread preempted, or its
+virtual CPU descheduled by the hypervisor: the machine's steal time during the run is reported).
+
 The model: the project's champion when its registry has one (``mlruns/``), else each family of
 the zoo fitted on one month of synthetic features (one symbol), so the figure says what the
 engine costs around each kind of model.
@@ -99,6 +103,23 @@ def _session(
     return engine
 
 
+def _cpu_steal() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks of the machine so far (Linux ``/proc/stat``; None elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        ticks = [int(v) for v in fields[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks[7], sum(ticks)
+
+
+def _steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The hypervisor's share of CPU time between two ``_cpu_steal`` readings, percent."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -112,14 +133,35 @@ def run(quick: bool) -> list[Measurement]:
     out: list[Measurement] = []
     for label, model in _models():
         progress(f"{NAME}: one symbol, {one_bars} bars, model {label}")
+        steal_before = _cpu_steal()
         with tempfile.TemporaryDirectory(prefix="robo-bench-latency-") as tmp:
             engine = _session(("SYNA",), model, 5, one_bars, Path(tmp))
+        steal_pct = _steal_pct(steal_before, _cpu_steal())
         samples = list(engine.latencies_us)[1:]  # the first bar loads the calendar year
+        cpu = list(engine.latencies_cpu_us)[1:]
         commits = list(engine.commit_us)[1:]
+        over = [(w, c) for w, c in zip(samples, cpu, strict=True) if w > 1000.0]
         extra = {"model": label, "bars": len(samples), "symbols": 1, "note": f"model {label}"}
         out += [
             Measurement(NAME, "decision_p50_us", _pct(samples, 50), "us", extra),
             Measurement(NAME, "decision_p99_us", _pct(samples, 99), "us", extra),
+            Measurement(
+                NAME,
+                "decision_cpu_p99_us",
+                _pct(cpu, 99),
+                "us",
+                {
+                    **extra,
+                    "bars_over_1ms": len(over),
+                    "of_which_cpu_under_1ms": sum(c <= 1000.0 for _, c in over),
+                    "steal_pct": steal_pct,
+                    "note": f"model {label}: the same span in the worker thread's CPU time; "
+                    f"{len(over)} bars over 1 ms wall, "
+                    f"{sum(c <= 1000.0 for _, c in over)} of them under 1 ms of CPU "
+                    f"(the thread was not running); hypervisor steal during the run: "
+                    f"{'n/a' if steal_pct is None else f'{steal_pct:.1f}%'} of CPU time",
+                },
+            ),
             Measurement(
                 NAME,
                 "journal_commit_p99_us",
