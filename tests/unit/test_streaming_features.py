@@ -225,8 +225,13 @@ def test_update_into_writes_the_row_update_returns(frames: dict[str, pl.DataFram
         by_array.update_into(bar, out, market_return=r, market_level=lvl)
         assert np.array_equal(out, np.array(list(want.values())), equal_nan=True)
     later = Bar(aaa[-1][0] + timedelta(minutes=1), 100.0, 101.0, 99.0, 100.5, 1000.0)
-    with pytest.raises(ValueError, match="out must be float64"):
-        by_array.update_into(later, np.empty(3))
+    for wrong in (np.empty(3), np.empty(len(FEATURES), dtype=np.float32)):
+        with pytest.raises(ValueError, match="out must be float64"):
+            by_array.update_into(later, wrong)
+    with pytest.raises(ValueError, match="out must be float64"):  # not the machine's byte order
+        by_array.update_into(
+            later, np.empty(len(FEATURES), dtype=np.dtype(np.float64).newbyteorder())
+        )
 
 
 def test_fused_multiply_add_is_correctly_rounded() -> None:
