@@ -17,10 +17,17 @@ WORKERS ?= 2
 
 .PHONY: install kernels run test lint format typecheck contracts pytest postgres ui bench clean-data
 
+# uv resolves and installs the same requirements as pip several times faster (about 40 s instead
+# of 4 min fresh), from the sources pip is configured with (scripts/pip_sources_for_uv.py); pip
+# itself is the fallback
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing robo-trader into $(VENV) (first time takes a few minutes)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@echo "installing robo-trader into $(VENV) (first time takes about a minute)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.5' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) \
+	  && $(VENV)/bin/uv pip install --quiet --python $(PY) --index-strategy unsafe-best-match \
+	       $$($(PY) scripts/pip_sources_for_uv.py) -e '.[dev]' \
+	  || { echo "uv could not install; installing with pip"; \
+	       $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 	@touch $@
 
 install: $(STAMP)
@@ -58,7 +65,7 @@ typecheck: install
 	$(VENV)/bin/mypy trader_runtime
 
 pytest: install postgres kernels
-	$(PY) -m pytest -n $(WORKERS) --dist loadscope -q
+	$(PY) -m pytest -n $(WORKERS) --dist loadscope -q --durations=15
 
 ## postgres: PostgreSQL server binaries for the team-profile tests (tests/pg_kit.py starts a private
 ## server per test module); Debian's postgresql package, installed only when none are present
