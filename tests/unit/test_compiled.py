@@ -17,7 +17,7 @@ from trader_runtime.trading import kernels as trading_kernels
 
 seconds = compiled.warm()
 entry_points = {
-    "streaming_kernels.step": streaming_kernels.step,
+    "streaming_kernels.step_bar": streaming_kernels.step_bar,
     "regime_kernels.step": regime_kernels.step,
     "decision.return_ratios": decision_kernels.return_ratios,
     "decision.decide": decision_kernels.decide,

@@ -687,21 +687,28 @@ class StreamingFeatures:
         self._last_us = ts_us
         if market_level is not None:
             self._level = market_level
-        f = self._f  # the base tick: sk.TICK_FIELDS
-        f[0] = bar.open
-        f[1] = bar.high
-        f[2] = bar.low
-        f[3] = bar.close
-        f[4] = bar.volume
-        f[5] = 0.0 if market_return is None else market_return
-        f[6] = self._level
         open_us = close_us = -1
         if self._sessions is not None:
             session = self._sessions.bounds(ts_us)
             if session is not None:
                 open_us, close_us = session
-        sk.step(
-            self._program, self._graphs, self._columns, f, self._n, ts_us, open_us, close_us, out
+        sk.step_bar(  # the base tick (sk.TICK_FIELDS) as float64 values, then the step
+            self._program,
+            self._graphs,
+            self._columns,
+            self._f,
+            self._n,
+            float(bar.open),
+            float(bar.high),
+            float(bar.low),
+            float(bar.close),
+            float(bar.volume),
+            0.0 if market_return is None else float(market_return),
+            float(self._level),
+            ts_us,
+            open_us,
+            close_us,
+            out,
         )
 
     def update(

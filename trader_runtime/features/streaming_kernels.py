@@ -1100,3 +1100,34 @@ def step(
                 f[fo] = _history_diff(f, n, a, c) - _history_diff(f, n, b, c)
     for j in range(out.shape[0]):
         out[j] = f[columns[j]]
+
+
+@_jit
+def step_bar(
+    program: IntArray,
+    graphs: IntArray,
+    columns: IntArray,
+    f: FloatArray,
+    n: IntArray,
+    open_: float,
+    high: float,
+    low: float,
+    close: float,
+    volume: float,
+    market_return: float,
+    market_level: float,
+    ts_us: int,
+    open_us: int,
+    close_us: int,
+    out: FloatArray,
+) -> None:
+    """``step`` of one base bar given as values: its tick (``TICK_FIELDS``) is written first, in
+    the same call (the live loop's one entry per bar)."""
+    f[0] = open_
+    f[1] = high
+    f[2] = low
+    f[3] = close
+    f[4] = volume
+    f[5] = market_return
+    f[6] = market_level
+    step(program, graphs, columns, f, n, ts_us, open_us, close_us, out)
