@@ -230,3 +230,18 @@ def test_daily_stats_keep_the_rolling_semantics() -> None:
     assert np.isnan(ours[0, 1])
     assert np.isfinite(ours[3]).all()
     np.testing.assert_allclose(ours, reference, rtol=1e-12, equal_nan=True)
+
+
+def test_a_state_restored_from_its_pickle_goes_on_like_the_original() -> None:
+    import pickle
+
+    instants = _instants(_frames())
+    original = MarketState(SYMBOLS, CONFIRMATION, CONFIG)
+    for instant in instants[:500]:
+        original.update(instant)
+    restored = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
+    for instant in instants[500:700]:  # a live restart resumes from the checkpoint's pickle
+        want, got = original.update(instant), restored.update(instant)
+        assert _same(got.features, want.features)
+        assert _same(got.close, want.close)
+        assert got.regime == want.regime

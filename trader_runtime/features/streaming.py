@@ -59,7 +59,7 @@ IntArray = npt.NDArray[np.int64]
 
 NAN = math.nan
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FLOAT64 = np.dtype(np.float64)  # compared by identity: NumPy's built-in dtypes are singletons
+_FLOAT64 = np.dtype(np.float64)  # compared as a dtype: comparing with ``np.float64`` converts it
 _EPOCH_DATE = date(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
@@ -680,7 +680,7 @@ class StreamingFeatures:
             raise ValueError(
                 f"bars must arrive in increasing ts order; got {bar.ts} after the last"
             )
-        if out.dtype is not _FLOAT64 or out.shape != self._columns.shape:
+        if out.dtype != _FLOAT64 or out.shape != self._columns.shape:
             raise ValueError(
                 f"out must be float64 of shape {self._columns.shape}, got {out.dtype} {out.shape}"
             )
