@@ -19,7 +19,7 @@ seconds = compiled.warm()
 entry_points = {
     "streaming_kernels.step_bar": streaming_kernels.step_bar,
     "regime_kernels.step": regime_kernels.step,
-    "decision.return_ratios": decision_kernels.return_ratios,
+    "decision.observe_returns": decision_kernels.observe_returns,
     "decision.decide": decision_kernels.decide,
     "decision.finish": decision_kernels.finish,
     "trading.mark_to": trading_kernels.mark_to,

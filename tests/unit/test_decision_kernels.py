@@ -36,3 +36,31 @@ def test_sign_and_clip_are_numpys(x: float) -> None:
     clipped = float(np.clip(x, -0.05, 0.05))
     got = kernels.clip(x, -0.05, 0.05)
     assert (math.isnan(got) and math.isnan(clipped)) or got.hex() == clipped.hex()
+
+
+_PRICES = st.one_of(
+    st.floats(min_value=1e-6, max_value=1e6),
+    st.sampled_from([0.0, -1.0, math.nan, math.inf]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    close=arrays(np.float64, 6, elements=_PRICES),
+    last=arrays(np.float64, 6, elements=_PRICES),
+    row=st.integers(0, 2),
+)
+def test_observed_returns_are_numpys_log_of_the_usable_ratios(
+    close: np.ndarray, last: np.ndarray, row: int
+) -> None:
+    with np.errstate(all="ignore"):
+        ratio = close / last
+        usable = (ratio > 0.0) & (ratio < math.inf)
+        expected = np.where(usable, np.log(np.where(usable, ratio, 1.0)), 0.0)
+    returns = np.full((3, 6), 7.0)
+    last_close = last.copy()
+    kernels.observe_returns(close, last_close, returns, row)
+    assert returns[row].tobytes() == expected.tobytes()  # bit for bit, zeros' signs included
+    assert np.all(np.delete(returns, row, axis=0) == 7.0)  # the other rows untouched
+    finite = np.isfinite(close)
+    assert np.array_equal(last_close, np.where(finite, close, last), equal_nan=True)

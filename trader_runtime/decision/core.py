@@ -120,9 +120,8 @@ class DecisionCore:
     # -- state that only depends on prices ---------------------------------------------------
 
     def _observe_returns(self, bar_index: int, close: FloatArray) -> None:
-        ret = np.log(kernels.return_ratios(close, self._last_close))
         window = self.config.sizing.covariance_window_bars
-        self._returns[self._n_returns % window] = ret
+        kernels.observe_returns(close, self._last_close, self._returns, self._n_returns % window)
         self._n_returns += 1
         sizing = self.config.sizing
         if (

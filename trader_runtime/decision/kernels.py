@@ -149,17 +149,17 @@ def finite_or_zero(x: float) -> float:
 
 
 @_jit
-def return_ratios(close: FloatArray, last_close: FloatArray) -> FloatArray:
-    """``close / last_close`` where that is finite and positive, else 1.0 (so its log, taken in
-    NumPy, is the one-bar log return or exactly 0.0); then ``last_close`` takes the finite closes."""
-    n = close.shape[0]
-    out = np.empty(n)
-    for i in range(n):
+def observe_returns(
+    close: FloatArray, last_close: FloatArray, returns: FloatArray, row: int
+) -> None:
+    """Row ``row`` of ``returns`` takes each symbol's one-bar log return: ``log(close /
+    last_close)`` where that ratio is finite and positive, else exactly 0.0; then ``last_close``
+    takes the finite closes."""
+    for i in range(close.shape[0]):
         ratio = close[i] / last_close[i]
-        out[i] = ratio if ratio > 0.0 and ratio < math.inf else 1.0
+        returns[row, i] = math.log(ratio) if ratio > 0.0 and ratio < math.inf else 0.0
         if math.isfinite(close[i]):
             last_close[i] = close[i]
-    return out
 
 
 @_jit
