@@ -245,3 +245,13 @@ def test_a_state_restored_from_its_pickle_goes_on_like_the_original() -> None:
         assert _same(got.features, want.features)
         assert _same(got.close, want.close)
         assert got.regime == want.regime
+
+
+def test_a_rows_arrays_are_c_contiguous_as_the_compiled_kernels_take_them(run: Run) -> None:
+    # an array of another layout is another signature: numba would compile the decision
+    # kernels again in the middle of a live session (10-20 s), for every new process
+    assert len(SYMBOLS) >= 2
+    for row in run.rows[-5:]:
+        for name in ("open", "high", "low", "close", "volume", "features", "trends"):
+            assert getattr(row, name).flags.c_contiguous, name
+        assert row.applicable.flags.c_contiguous

@@ -346,7 +346,9 @@ class MarketState:
             breadth = above / counted if counted else None
             regime = self._last_regime = self._regime.update(ts, market_level, breadth)
         if self._every_trend:
-            trends = features[:, self._trend_columns]
+            # ``take``, not ``features[:, columns]``: that is Fortran-ordered for two symbols or
+            # more, and a new array layout is a new compile of the decision kernels mid-session
+            trends = features.take(self._trend_columns, axis=1)
         else:
             trends = np.full(self._applicable.shape, NAN)
             if self._trend_slots.size:
