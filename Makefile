@@ -17,14 +17,16 @@ WORKERS ?= 2
 
 .PHONY: install kernels run test lint format typecheck contracts pytest postgres ui bench clean-data
 
-# uv resolves and installs the same requirements as pip several times faster (about 40 s instead
+# uv resolves and installs the same requirements as pip several times faster (about 75 s instead
 # of 4 min fresh), from the sources pip is configured with (scripts/pip_sources_for_uv.py); pip
-# itself is the fallback
+# itself is the fallback. --compile-bytecode as pip does: with PYTHONDONTWRITEBYTECODE set, every
+# process would otherwise compile every module it imports (CI's pytest took 15 min instead of 9,
+# and a restarted live session started too late for its test's market)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing robo-trader into $(VENV) (first time takes about a minute)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.5' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) \
-	  && $(VENV)/bin/uv pip install --quiet --python $(PY) --index-strategy unsafe-best-match \
+	  && $(VENV)/bin/uv pip install --quiet --python $(PY) --index-strategy unsafe-best-match --compile-bytecode \
 	       $$($(PY) scripts/pip_sources_for_uv.py) -e '.[dev]' \
 	  || { echo "uv could not install; installing with pip"; \
 	       $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
