@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from trader_runtime.models.network_kernels import forward_row, network_arrays
+from trader_runtime.models.network_kernels import forward_row, network_arrays, scratch
 
 FloatArray = npt.NDArray[np.float64]
 Predictor = Callable[[FloatArray], FloatArray]
@@ -63,6 +63,25 @@ def _prepared(
 
 
 @njit(cache=True)
+def _prepared32(
+    x: FloatArray,
+    i: int,
+    fill: FloatArray,
+    mean: FloatArray,
+    scale: FloatArray,
+    z: FloatArray,
+    z32: npt.NDArray[np.float32],
+) -> bool:  # pragma: no cover - compiled
+    """``_prepared``, then the row cast to float32 into ``z32`` (as the models that score float32
+    features cast the scaler's output)."""
+    if not _prepared(x, i, fill, mean, scale, z):
+        return False
+    for f in range(z.shape[0]):
+        z32[f] = np.float32(z[f])
+    return True
+
+
+@njit(cache=True)
 def _network_positive(
     x: FloatArray,
     fill: FloatArray,
@@ -74,18 +93,14 @@ def _network_positive(
 ) -> FloatArray:  # pragma: no cover - compiled
     """The network's probability of each row imputed, scaled and cast to float32 (as
     ``check_array(dtype=float32)`` casts the scaler's output)."""
-    widest = max(x.shape[1], shapes[:, 0].max())
-    a = np.empty(widest, dtype=np.float32)
-    b = np.empty(widest, dtype=np.float32)
+    a, b = scratch(x.shape[1], shapes)
     out = np.empty(x.shape[0])
     z = np.empty(x.shape[1])
     z32 = np.empty(x.shape[1], dtype=np.float32)
     for i in range(x.shape[0]):
-        if not _prepared(x, i, fill, mean, scale, z):
+        if not _prepared32(x, i, fill, mean, scale, z, z32):
             out[i] = np.nan
             continue
-        for f in range(z.shape[0]):
-            z32[f] = np.float32(z[f])
         out[i] = forward_row(z32, weights, biases, shapes, a, b)
     return out
 
@@ -109,11 +124,9 @@ def _forest_positive(
     z = np.empty(x.shape[1])
     z32 = np.empty(x.shape[1], dtype=np.float32)
     for i in range(x.shape[0]):
-        if not _prepared(x, i, fill, mean, scale, z):
+        if not _prepared32(x, i, fill, mean, scale, z, z32):
             out[i] = np.nan
             continue
-        for f in range(z.shape[0]):
-            z32[f] = np.float32(z[f])
         total = 0.0
         for t in range(n_trees):
             node = roots[t]

@@ -75,6 +75,13 @@ def _llvm_fma32(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
 
 
 @njit(cache=True)
+def scratch(n_inputs: int, shapes: IntArray) -> tuple[Float32Array, Float32Array]:
+    """``forward_row``'s two scratch rows: as wide as the inputs or the widest layer."""
+    widest = max(n_inputs, shapes[:, 0].max())
+    return np.empty(widest, dtype=np.float32), np.empty(widest, dtype=np.float32)
+
+
+@njit(cache=True)
 def forward_row(
     x: Float32Array,
     weights: Float32Array,
@@ -114,9 +121,7 @@ def positive(
     x: Float32Array, weights: Float32Array, biases: Float32Array, shapes: IntArray
 ) -> FloatArray:  # pragma: no cover - compiled
     """The positive-class probability of every row of ``x`` (float32, the network's inputs)."""
-    widest = max(x.shape[1], shapes[:, 0].max())
-    a = np.empty(widest, dtype=np.float32)
-    b = np.empty(widest, dtype=np.float32)
+    a, b = scratch(x.shape[1], shapes)
     out = np.empty(x.shape[0])
     for r in range(x.shape[0]):
         out[r] = forward_row(x[r], weights, biases, shapes, a, b)
