@@ -476,8 +476,10 @@ class LiveEngine:
         if state.trader.risk.halted and not halted_before:
             await self._cancel_working()
         await self._send(intents)
-        # the worker's next job, after the orders went out and before the next bar
-        self._pool.submit(_collect_garbage)
+        # the worker's next job when one is due (after the orders went out, before the next bar);
+        # most bars none is, and the worker is not woken for nothing
+        if _due_generation() is not None:
+            self._pool.submit(_collect_garbage)
         self._maybe_observe()
 
     def _bar(
@@ -974,11 +976,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _collect_garbage() -> None:
-    """CPython's generational collection (its thresholds, without the full collection's
-    long-lived ratio), run between bars while automatic collection is off: a collection then
-    never lands inside a bar's decision (a young-generation pass costs about 0.1 ms here)."""
+def _due_generation() -> int | None:
+    """The generation CPython's thresholds would collect now (without the full collection's
+    long-lived ratio), or None."""
     count0, count1, count2 = gc.get_count()
     threshold0, threshold1, threshold2 = gc.get_threshold()
-    if count0 > threshold0:
-        gc.collect(2 if count2 > threshold2 else 1 if count1 > threshold1 else 0)
+    if count0 <= threshold0:
+        return None
+    return 2 if count2 > threshold2 else 1 if count1 > threshold1 else 0
+
+
+def _collect_garbage() -> None:
+    """The due collection, run between bars while automatic collection is off: a collection
+    then never lands inside a bar's decision (a young-generation pass costs about 0.1 ms here)."""
+    generation = _due_generation()
+    if generation is not None:
+        gc.collect(generation)
