@@ -9,6 +9,7 @@ runtime, with the same inputs in the same order, so both make the same decisions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,8 +87,10 @@ class Decision:
     regime: Regime
 
     @property
-    def changed(self) -> npt.NDArray[np.intp]:
-        return np.flatnonzero(np.isfinite(self.target_weights))
+    def changed(self) -> list[tuple[int, float]]:
+        """(symbol index, target weight) where something changes, as Python numbers (one
+        conversion of the weights, no NumPy call per symbol)."""
+        return [(j, w) for j, w in enumerate(self.target_weights.tolist()) if math.isfinite(w)]
 
 
 class DecisionCore:

@@ -135,10 +135,7 @@ class Trader:
         if self.risk.halted:
             return decision  # the core keeps its state; nothing new goes out
         fractional = self.config.execution.fractional_shares
-        # NaN where nothing changes (``Decision.changed``), read as Python floats: one call
-        for j, weight in enumerate(decision.target_weights.tolist()):
-            if not math.isfinite(weight):
-                continue
+        for j, weight in decision.changed:
             reason = decision.reasons[j] or "rebalance"
             price = float(book.mark[j])  # this close, or the last one without a bar now
             if not price > 0.0:
