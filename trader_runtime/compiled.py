@@ -19,10 +19,13 @@ import numpy as np
 
 from trader_runtime.decision.config import TradingConfig
 from trader_runtime.decision.core import BarSnapshot, DecisionCore, PortfolioView
-from trader_runtime.decision.regime import StreamingRegime
+from trader_runtime.decision.regime import RegimeConfig, StreamingRegime
 from trader_runtime.features.streaming import StreamingFeatures
+from trader_runtime.live.market_state import MarketState
 from trader_runtime.market.bars import Bar
+from trader_runtime.market.instant import MarketInstant
 from trader_runtime.market.regimes import Regime
+from trader_runtime.market.timeframes import Timeframe
 from trader_runtime.models import inference, network_kernels
 from trader_runtime.trading.trader import Trader
 
@@ -55,6 +58,11 @@ def _decision() -> None:
             regime=regime,
         )
         core.step(bar, PortfolioView(1e6, held, held, np.array([10.0, np.nan])))
+
+
+def _market_state() -> None:
+    state = MarketState(("A", "B"), (Timeframe.M5,), RegimeConfig())
+    state.update(MarketInstant(_TS, {"A": Bar(_TS, 10.0, 10.5, 9.5, 10.0, 1000.0)}))
 
 
 def _trading() -> None:
@@ -104,6 +112,7 @@ def _scoring() -> None:
 GROUPS: dict[str, Callable[[], None]] = {
     "streaming features": _features,
     "streaming regime": _regime,
+    "market state": _market_state,
     "decision core": _decision,
     "book and risk": _trading,
     "native scoring": _scoring,

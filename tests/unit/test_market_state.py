@@ -13,7 +13,8 @@ from tests.features_kit import all_timeframes
 from trader_runtime.backtest.grid import MarketGrid, build_grid
 from trader_runtime.decision.regime import RegimeConfig, breadth, classify_regimes
 from trader_runtime.features.batch import compute_features, market_index
-from trader_runtime.live.market_state import MarketRow, MarketState, MarketStateError, _RollingMean
+from trader_runtime.live import market_kernels as mk
+from trader_runtime.live.market_state import MarketRow, MarketState, MarketStateError
 from trader_runtime.market.bars import Bar
 from trader_runtime.market.impact_inputs import (
     IMPACT_LOOKBACK_SESSIONS,
@@ -193,8 +194,10 @@ def test_streaming_sma_replays_polars_rolling_mean(window: int) -> None:
     rng = np.random.default_rng(window)
     x = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, 3000)))
     x[1000:1200] = x[999]  # a flat stretch: ties between close and SMA
-    sma = _RollingMean(window)
-    streamed = np.array([np.nan if (v := sma.update(c)) is None else v for c in x.tolist()])
+    symbol_f, symbol_i, values, _ = mk.new_state(1, window)
+    streamed = np.array(
+        [mk.rolling_mean_step(values, symbol_f, symbol_i, 0, c) for c in x.tolist()]
+    )
     batch = pl.Series(x).rolling_mean(window).fill_null(np.nan).to_numpy()
     assert _same(streamed, batch)
 

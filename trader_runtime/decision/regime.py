@@ -405,6 +405,11 @@ _RULE_REGIMES: dict[int, Regime] = {
 """The regime of each rule number :func:`regime_kernels.step` returns."""
 
 
+def regime_of_rule(rule: int) -> Regime:
+    """The regime of a rule number :func:`regime_kernels.step` returned."""
+    return _RULE_REGIMES[rule]
+
+
 class StreamingRegime:
     """The regime bar by bar for the live loop, identical to :func:`classify_regimes` on the same
     bars. Memory is bounded by the longest window: the state is two fixed-size arrays (ring
@@ -421,6 +426,12 @@ class StreamingRegime:
             cfg.vol_reference,
         )
         self._last_ts: datetime | None = None
+
+    def state(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """The state arrays themselves (not copies), for a caller that steps them in its own
+        compiled loop with :func:`regime_kernels.step`; ``update`` and ``inputs`` then no longer
+        apply to this object."""
+        return self._f, self._n
 
     @property
     def inputs(self) -> RegimeInputs | None:

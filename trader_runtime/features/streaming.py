@@ -627,6 +627,17 @@ def _compile(spec: FeatureSetSpec, base: Timeframe) -> _Linked:
     return _link(lay, graphs, columns + cross)
 
 
+def feature_machine(
+    spec: FeatureSetSpec = DEFAULT_FEATURE_SET, base: Timeframe = Timeframe.M1
+) -> tuple[IntArray, IntArray, IntArray, FloatArray, IntArray]:
+    """``(program, graphs, columns, f, n)``: the compiled program of a spec and a fresh state
+    (``f``, ``n``: copies) for one symbol, for a caller that steps many symbols in its own
+    compiled loop (``streaming_kernels.step_bar`` per symbol, as ``StreamingFeatures`` does).
+    The program arrays are shared: do not write them."""
+    program, graphs, columns, f, n = _compile(spec, base)
+    return program, graphs, columns, f.copy(), n.copy()
+
+
 class StreamingFeatures:
     """Every feature of ``spec`` for one symbol, one base bar at a time, with bounded memory.
 

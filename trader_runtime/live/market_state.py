@@ -2,12 +2,14 @@
 
 ``MarketState.update`` takes the bars of all symbols that closed at one instant and returns what
 ``backtest.grid.build_grid`` holds for that instant when built from the same bars: prices and
-volumes, the feature rows the model scores (``StreamingFeatures`` per symbol, fed the
-``StreamingMarketIndex`` of the universe), the confirmation trends, the market regime
-(``StreamingRegime`` fed a streaming breadth), and the impact inputs from earlier sessions
-(``market.impact_inputs``, the functions the grid calls). ``expected_volume`` gives the VWAP volume
-profile of the coming bars. Values are bit-identical to the batch path when the stream starts at
-the first bar of the batch input and receives the same bars.
+volumes, the feature rows the model scores (each symbol's ``streaming_kernels`` state, fed the
+universe's market index as ``StreamingMarketIndex`` computes it), the confirmation trends, the
+market regime (``regime_kernels`` fed a streaming breadth), and the impact inputs from earlier
+sessions (``market.impact_inputs``, the functions the grid calls). The features, index, breadth,
+trends and regime of an instant are one compiled call (``market_kernels.step_instant``).
+``expected_volume`` gives the VWAP volume profile of the coming bars. Values are bit-identical to
+the batch path when the stream starts at the first bar of the batch input and receives the same
+bars.
 
 Breadth: a symbol's SMA is a sliding Kahan sum replaying Polars' ``rolling_mean`` (subtract the
 leaving value, then add the entering one, each with its own compensation), so ``close > sma``
@@ -24,22 +26,19 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from trader_runtime.backtest.grid import trend_column
-from trader_runtime.decision.regime import RegimeConfig, StreamingRegime
+from trader_runtime.decision.regime import RegimeConfig, StreamingRegime, regime_of_rule
 from trader_runtime.errors import RoboTraderError
 from trader_runtime.features.spec import DEFAULT_FEATURE_SET, FeatureSetSpec
-from trader_runtime.features.streaming import (
-    StreamingFeatures,
-    StreamingMarketIndex,
-    epoch_us,
-)
+from trader_runtime.features.streaming import SessionBounds, epoch_us, feature_machine
+from trader_runtime.live import market_kernels as mk
 from trader_runtime.market.calendar import TradingCalendar
 from trader_runtime.market.impact_inputs import (
     IMPACT_LOOKBACK_SESSIONS,
@@ -66,8 +65,7 @@ class MarketStateError(RoboTraderError):
     """An instant the market state cannot take (out of order, unknown symbol, mismatched bar)."""
 
 
-@dataclass(frozen=True, slots=True)
-class MarketRow:
+class MarketRow(NamedTuple):
     """One instant of the market, as ``MarketGrid`` holds it (NaN where a symbol has no bar)."""
 
     ts: datetime  # UTC close instant
@@ -83,35 +81,6 @@ class MarketRow:
     daily_vol: FloatArray  # (n,) as grid.daily_vol[t] (shared by the session's rows: do not write)
     adv_shares: FloatArray  # (n,) as grid.adv_shares[t] (the same)
     has_bar: BoolArray  # (n,)
-
-
-class _RollingMean:
-    """Polars' ``rolling_mean(window)`` one value at a time: a sliding sum with separate Kahan
-    compensations for the values added and subtracted; None until the window is full."""
-
-    __slots__ = ("_err_add", "_err_sub", "_sum", "_values", "_window")
-
-    def __init__(self, window: int) -> None:
-        self._window = window
-        self._values: deque[float] = deque()
-        self._sum = self._err_add = self._err_sub = 0.0
-
-    def update(self, x: float) -> float | None:
-        window = self._window
-        if window == 1:  # Polars restarts the sum when consecutive windows do not overlap
-            return x / 1.0
-        values = self._values
-        if len(values) == window:
-            y = -values.popleft() - self._err_sub
-            total = self._sum + y
-            self._err_sub = (total - self._sum) - y
-            self._sum = total
-        y = x - self._err_add
-        total = self._sum + y
-        self._err_add = (total - self._sum) - y
-        self._sum = total
-        values.append(x)
-        return total / window if len(values) == window else None
 
 
 class _Impact:
@@ -227,28 +196,37 @@ class MarketState:
         if len(set(self._symbols)) != len(self._symbols):
             raise MarketStateError(f"duplicate symbols in {self._symbols}")
         self._position = {s: j for j, s in enumerate(self._symbols)}
-        self._features = [StreamingFeatures(spec, base) for _ in self._symbols]
+        n = len(self._symbols)
+        # every symbol's feature state for the spec's one program, a row each
+        self._program, self._graphs, self._columns, f, fn = feature_machine(spec, base)
+        self._feature_f = np.tile(f, (n, 1))
+        self._feature_n = np.tile(fn, (n, 1))
+        self._sessions = SessionBounds() if self._graphs.shape[0] > 1 else None
         self.feature_names: tuple[str, ...] = spec.feature_names(base)
-        self._market = StreamingMarketIndex()
         self._regime = StreamingRegime(regime, base)
+        self._regime_f, self._regime_n = self._regime.state()
         window = regime.window_bars(regime.breadth_window_sessions, base)
-        self._breadth = [_RollingMean(window) for _ in self._symbols]
+        self._symbol_f, self._symbol_i, self._breadth_values, self._index_f = mk.new_state(
+            n, window
+        )
         self._impact = [_Impact() for _ in self._symbols]
         order = list(Timeframe)
-        n, k = len(self._symbols), len(confirmation)
+        k = len(confirmation)
         columns = {name: i for i, name in enumerate(self.feature_names)}
         applicable = [
             order.index(tf) >= order.index(base) and trend_column(tf, base) in columns
             for tf in confirmation
         ]
-        self._trend_slots = np.array([c for c in range(k) if applicable[c]], dtype=np.int64)
+        # the feature column of each confirmation trend (-1: not applicable at this base)
         self._trend_columns = np.array(
-            [columns[trend_column(confirmation[c], base)] for c in self._trend_slots.tolist()],
+            [
+                columns[trend_column(confirmation[c], base)] if applicable[c] else -1
+                for c in range(k)
+            ],
             dtype=np.int64,
         )
         self._applicable = np.zeros((n, k), dtype=bool)
-        self._applicable[:, self._trend_slots] = True
-        self._every_trend = len(self._trend_slots) == k
+        self._applicable[:, self._trend_columns >= 0] = True
         self._step_us = None if base.minutes is None else base.minutes * _MINUTE_US
         self._calendar = _SessionCalendar()
         self._last_us = -(2**63)
@@ -256,10 +234,7 @@ class MarketState:
         self._hour = -1
         self._session = -1
         self._last_regime = Regime.RANGING
-        # a row's blank arrays, copied per instant (one call each instead of ``np.full``)
-        self._blank_ohlcv = np.full((5, n), NAN)
-        self._blank_features = np.full((n, len(self.feature_names)), NAN)
-        self._no_bar = np.zeros(n, dtype=bool)
+        self._blank_ohlcv = np.full((5, n), NAN)  # a row's prices, copied per instant
         self._daily_vol = np.full(n, NAN)  # the impact inputs, refreshed when a session opens
         self._adv_shares = np.full(n, NAN)
 
@@ -312,47 +287,51 @@ class MarketState:
         """Advance by one instant (strictly increasing ``ts``) and return its row."""
         self.open_instant(instant)
         ts = instant.ts
-        self._last_us = self._opened_us
-        bars = instant.bars
-        position = self._position
-        impact = self._impact
+        ts_us = self._opened_us
         ohlcv = self._blank_ohlcv.copy()
-        features = self._blank_features.copy()
-        has_bar = self._no_bar.copy()
-        regime = self._last_regime
-        if bars:
-            closes = {s: bars[s].close for s in self._symbols if s in bars}
-            market_return, market_level = self._market.update(ts, closes)
-            above = counted = 0
-            for symbol, j in position.items():
-                bar = bars.get(symbol)
-                if bar is None:
-                    continue
-                has_bar[j] = True
-                close = bar.close
-                ohlcv[0, j] = bar.open
-                ohlcv[1, j] = bar.high
-                ohlcv[2, j] = bar.low
-                ohlcv[3, j] = close
-                ohlcv[4, j] = bar.volume
-                self._features[j].update_into(
-                    bar, features[j], market_return=market_return, market_level=market_level
-                )
-                sma = self._breadth[j].update(close)
-                if sma is not None:
-                    counted += 1
-                    above += close > sma
-                impact[j].on_bar(close, bar.volume)
-            breadth = above / counted if counted else None
-            regime = self._last_regime = self._regime.update(ts, market_level, breadth)
-        if self._every_trend:
-            # ``take``, not ``features[:, columns]``: that is Fortran-ordered for two symbols or
-            # more, and a new array layout is a new compile of the decision kernels mid-session
-            trends = features.take(self._trend_columns, axis=1)
-        else:
-            trends = np.full(self._applicable.shape, NAN)
-            if self._trend_slots.size:
-                trends[:, self._trend_slots] = features[:, self._trend_columns]
+        position = self._position
+        bars = instant.bars
+        for symbol, bar in bars.items():
+            j = position[symbol]
+            close = bar.close
+            if not 0.0 < close < math.inf:
+                raise MarketStateError(f"bar of {symbol} at {ts} has close {close}")
+            ohlcv[0, j] = bar.open
+            ohlcv[1, j] = bar.high
+            ohlcv[2, j] = bar.low
+            ohlcv[3, j] = close
+            ohlcv[4, j] = bar.volume
+        open_us = close_us = -1
+        if self._sessions is not None:
+            session = self._sessions.bounds(ts_us)
+            if session is not None:
+                open_us, close_us = session
+        features, trends, has_bar, rule = mk.step_instant(
+            self._program,
+            self._graphs,
+            self._columns,
+            self._feature_f,
+            self._feature_n,
+            ohlcv,
+            ts_us,
+            open_us,
+            close_us,
+            self._symbol_f,
+            self._symbol_i,
+            self._breadth_values,
+            self._index_f,
+            self._regime_f,
+            self._regime_n,
+            self._trend_columns,
+        )
+        self._last_us = ts_us
+        impact = self._impact
+        for symbol, bar in bars.items():
+            impact[position[symbol]].on_bar(bar.close, bar.volume)
+        if rule == mk.BAD_LEVEL:
+            raise MarketStateError(f"the market index level at {ts} is not finite and positive")
+        if rule != mk.NO_BARS:
+            self._last_regime = regime_of_rule(rule)
         return MarketRow(
             ts=ts,
             open=ohlcv[0],
@@ -363,7 +342,7 @@ class MarketState:
             features=features,
             trends=trends,
             applicable=self._applicable,
-            regime=regime,
+            regime=self._last_regime,
             daily_vol=self._daily_vol,
             adv_shares=self._adv_shares,
             has_bar=has_bar,
