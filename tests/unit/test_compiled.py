@@ -12,6 +12,7 @@ import json
 from trader_runtime import compiled
 from trader_runtime.decision import kernels as decision_kernels, regime_kernels
 from trader_runtime.features import streaming_kernels
+from trader_runtime.live import market_kernels
 from trader_runtime.models import inference, network_kernels
 from trader_runtime.trading import kernels as trading_kernels
 
@@ -19,7 +20,7 @@ seconds = compiled.warm()
 entry_points = {
     "streaming_kernels.step_bar": streaming_kernels.step_bar,
     "regime_kernels.step": regime_kernels.step,
-    "decision.observe_returns": decision_kernels.observe_returns,
+    "market.step_instant": market_kernels.step_instant,
     "decision.decide": decision_kernels.decide,
     "decision.finish": decision_kernels.finish,
     "trading.mark_to": trading_kernels.mark_to,
@@ -45,6 +46,7 @@ def test_every_group_of_kernels_compiles_the_entry_points_the_live_path_calls() 
         [
             "streaming features",
             "streaming regime",
+            "market state",
             "decision core",
             "book and risk",
             "native scoring",

@@ -10,14 +10,13 @@ runtime, with the same inputs in the same order, so both make the same decisions
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from trader_runtime.decision import kernels
 from trader_runtime.decision.config import TradingConfig
-from trader_runtime.decision.signal import ProbabilityCenter
 from trader_runtime.decision.sizing import correlation_penalised, shrunk_covariance
 from trader_runtime.market.regimes import REGIME_ORDER, Regime
 
@@ -27,11 +26,15 @@ BoolArray = npt.NDArray[np.bool_]
 
 _REGIME_CODE = {r: i for i, r in enumerate(REGIME_ORDER)}
 
+# The per-bar records below are NamedTuples, not frozen dataclasses: a frozen dataclass sets each
+# field through ``object.__setattr__``, several microseconds per record on a bar's cold path,
+# where a tuple is made in one call.
 
-def _params(config: TradingConfig) -> FloatArray:
-    """The settings array of ``kernels.decide`` (``kernels.P_*``)."""
+
+def _settings(config: TradingConfig) -> FloatArray:
+    """The settings array of ``kernels.decide`` (``kernels.P_*``, then ``kernels.S_*``)."""
     signal, sizing = config.signal, config.sizing
-    params = np.empty(kernels.N_PARAMS)
+    params = np.empty(kernels.N_SETTINGS)
     params[kernels.P_ENTRY_EDGE] = signal.entry_edge
     params[kernels.P_ALLOW_SHORT] = signal.allow_short
     params[kernels.P_CONFIRM] = config.confirmation.enabled
@@ -45,11 +48,16 @@ def _params(config: TradingConfig) -> FloatArray:
     params[kernels.P_MAX_GROSS] = sizing.max_gross_fraction
     params[kernels.P_BAND] = sizing.rebalance_min_fraction
     params[kernels.P_PENALTY] = sizing.correlation_penalty
+    params[kernels.P_CENTER_MIN_BARS] = signal.center_min_bars
+    stops = config.stops.by_regime
+    for r, regime in enumerate(REGIME_ORDER):
+        params[kernels.S_MULTIPLIERS + r] = sizing.regime_multipliers[regime]
+        params[kernels.S_STOP_PCT + r] = stops[regime].stop_pct
+        params[kernels.S_TARGET_PCT + r] = stops[regime].target_pct
     return params
 
 
-@dataclass(frozen=True, slots=True)
-class BarSnapshot:
+class BarSnapshot(NamedTuple):
     """One bar instant across the universe (arrays over symbols; NaN = no bar or no value).
 
     ``trends`` and ``applicable`` are ``(n_symbols, n_confirmation_timeframes)``."""
@@ -64,8 +72,7 @@ class BarSnapshot:
     regime: Regime
 
 
-@dataclass(frozen=True, slots=True)
-class PortfolioView:
+class PortfolioView(NamedTuple):
     """What the core needs of the book: equity, the shares committed per symbol (position plus
     the unfilled rest of a working target) and the average entry price of each position."""
 
@@ -75,8 +82,7 @@ class PortfolioView:
     avg_entry_usd: FloatArray
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Targets of one bar: a weight where something changes (NaN elsewhere) and why."""
 
     target_weights: FloatArray
@@ -104,34 +110,32 @@ class DecisionCore:
     def __init__(self, n_symbols: int, config: TradingConfig) -> None:
         self.config = config
         self.n = n_symbols
-        self._center = ProbabilityCenter(n_symbols, config.signal)
         sizing = config.sizing
         self._returns = np.zeros((sizing.covariance_window_bars, n_symbols))
         self._n_returns = 0
-        self._last_close = np.full(n_symbols, np.nan)
         self._covariance: FloatArray | None = None
         self._covariance_window: FloatArray | None = None  # returns at the last refresh
-        self._side = np.zeros(n_symbols)
-        self._expiry = np.zeros(n_symbols, dtype=np.int64)
-        self._entry_regime = np.full(n_symbols, REGIME_ORDER.index(Regime.RANGING), dtype=np.int64)
-        stops = config.stops.by_regime
-        self._stop_pct = np.array([stops[r].stop_pct for r in REGIME_ORDER])
-        self._target_pct = np.array([stops[r].target_pct for r in REGIME_ORDER])
-        self._multipliers = np.array([sizing.regime_multipliers[r] for r in REGIME_ORDER])
-        self._params = _params(config)
+        # the per-symbol state of ``kernels.decide`` (``kernels.F_*`` and ``kernels.I_*`` rows)
+        # and the probability centring's ring buffer (window x n)
+        self._state = np.zeros((kernels.N_FLOAT_ROWS, n_symbols))
+        self._state[kernels.F_LAST_CLOSE] = np.nan
+        self._counters = np.zeros((kernels.N_INT_ROWS, n_symbols), dtype=np.int64)
+        self._counters[kernels.I_ENTRY_REGIME] = REGIME_ORDER.index(Regime.RANGING)
+        self._center_values = np.zeros((config.signal.center_window_bars, n_symbols))
+        self._settings = _settings(config)
 
     # -- state that only depends on prices ---------------------------------------------------
 
-    def _observe_returns(self, bar_index: int, close: FloatArray) -> None:
-        window = self.config.sizing.covariance_window_bars
-        kernels.observe_returns(close, self._last_close, self._returns, self._n_returns % window)
+    def _returns_observed(self, bar_index: int) -> None:
+        """After ``kernels.decide`` took the bar's returns: count them, and keep the window for
+        the covariance when a refresh is due."""
         self._n_returns += 1
         sizing = self.config.sizing
         if (
             self._n_returns >= sizing.covariance_min_bars
             and bar_index % sizing.covariance_refresh_bars == 0
         ):
-            filled = min(self._n_returns, window)
+            filled = min(self._n_returns, sizing.covariance_window_bars)
             self._covariance_window = self._returns[:filled].copy()
             self._covariance = None
 
@@ -144,9 +148,8 @@ class DecisionCore:
     # -- one bar -----------------------------------------------------------------------------
 
     def step(self, bar: BarSnapshot, book: PortfolioView) -> Decision:
-        self._observe_returns(bar.bar_index, bar.close)
-        center = self._center
-        edge, direction, ok, has_bar, current, desired, reasons, targets, done = kernels.decide(
+        state = self._state
+        edge, direction, ok, targets, reasons, done = kernels.decide(
             bar.bar_index,
             bar.close,
             bar.high,
@@ -159,27 +162,24 @@ class DecisionCore:
             book.committed_shares,
             book.position_shares,
             book.avg_entry_usd,
-            self._last_close,
-            center.values,
-            center.count,
-            center.total,
-            center.slot,
-            center.min_bars,
-            self._side,
-            self._expiry,
-            self._entry_regime,
-            self._params,
-            self._multipliers,
-            self._stop_pct,
-            self._target_pct,
+            state,
+            self._counters,
+            self._center_values,
+            self._returns,
+            self._n_returns % self.config.sizing.covariance_window_bars,
+            self._settings,
         )
+        self._returns_observed(bar.bar_index)
         if not done:
+            current = state[kernels.F_CURRENT]
+            desired = state[kernels.F_DESIRED]
             covariance = self.covariance()
             if covariance is not None:
                 desired = correlation_penalised(
                     desired, current, covariance, self.config.sizing.correlation_penalty
                 )
-            targets = kernels.finish(desired, current, has_bar, reasons, self._params)
+            has_bar = np.isfinite(bar.close)
+            targets = kernels.finish(desired, current, has_bar, reasons, self._settings)
         return Decision(
             target_weights=targets,
             reasons=tuple([kernels.REASONS[r] for r in reasons.tolist()]),

@@ -42,9 +42,26 @@ REASONS: tuple[str | None, ...] = (None, "stop", "target", "expiry", "rebalance"
     P_MAX_GROSS,
     P_BAND,
     P_PENALTY,
-) = range(13)
-N_PARAMS = 13
+    P_CENTER_MIN_BARS,
+) = range(14)
+N_PARAMS = 14
 CRASH = REGIME_ORDER.index(Regime.CRASH)  # the regimes are codes in ``REGIME_ORDER``
+N_REGIMES = len(REGIME_ORDER)
+# ``decide``'s settings: the ``P_*`` parameters, then per regime (``REGIME_ORDER``) the sizing
+# multiplier, the stop level and the target level (percent)
+S_MULTIPLIERS = N_PARAMS
+S_STOP_PCT = S_MULTIPLIERS + N_REGIMES
+S_TARGET_PCT = S_STOP_PCT + N_REGIMES
+N_SETTINGS = S_TARGET_PCT + N_REGIMES
+# ``decide``'s per-symbol state, rows of a (rows, n) float array and a (rows, n) int array: the
+# last finite close, the probability centring's running total, the side of the signal held, and
+# the current and desired weights of the last bar (read back when ``decide`` leaves the
+# correlation penalty to its caller); the centring's count and next slot, each position's
+# holding expiry (bar index) and its regime at entry
+F_LAST_CLOSE, F_CENTER_TOTAL, F_SIDE, F_CURRENT, F_DESIRED = range(5)
+N_FLOAT_ROWS = 5
+I_CENTER_COUNT, I_CENTER_SLOT, I_EXPIRY, I_ENTRY_REGIME = range(4)
+N_INT_ROWS = 4
 
 _PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE
 
@@ -481,30 +498,32 @@ def decide(
     committed: FloatArray,
     position: FloatArray,
     avg_entry: FloatArray,
-    last_close: FloatArray,
+    state: FloatArray,
+    counters: IntArray,
     center_values: FloatArray,
-    center_count: IntArray,
-    center_total: FloatArray,
-    center_slot: IntArray,
-    min_center_bars: int,
-    side_state: FloatArray,
-    expiry: IntArray,
-    entry_regime: IntArray,
-    params: FloatArray,
-    multipliers: FloatArray,
-    stop_pct: FloatArray,
-    target_pct: FloatArray,
-) -> tuple[
-    FloatArray, FloatArray, BoolArray, BoolArray, FloatArray, FloatArray, IntArray, FloatArray, bool
-]:
-    """One bar of the decision core after the returns are observed: the centred edges, then
+    returns: FloatArray,
+    returns_row: int,
+    settings: FloatArray,
+) -> tuple[FloatArray, FloatArray, BoolArray, FloatArray, IntArray, bool]:
+    """One bar of the decision core, in one call: the bar's log returns into row
+    ``returns_row`` of the ``returns`` window (``observe_returns``), the centred edges, then
     ``signals``, the crash rule and ``finish``.
 
-    Returns ``(edge, direction, confirmed, has_bar, current, desired, reasons, targets, done)``;
-    when ``done`` is False the correlation penalty may apply: the caller penalises ``desired``
-    and calls ``finish`` (``targets`` is then empty)."""
+    ``state``/``counters`` are the per-symbol rows (``F_*``, ``I_*``), ``center_values`` the
+    centring's ring (window x n), ``settings`` the ``P_*`` parameters and the per-regime levels
+    (``S_*``). Returns ``(edge, direction, confirmed, targets, reasons, done)``; when ``done`` is
+    False the correlation penalty may apply: the caller penalises ``state[F_DESIRED]`` against
+    ``state[F_CURRENT]`` and calls ``finish`` (``targets`` is then empty)."""
+    params = settings[:N_PARAMS]
+    last_close = state[F_LAST_CLOSE]
+    observe_returns(close, last_close, returns, returns_row)
     edge = centred_edges(
-        probability, center_values, center_count, center_total, center_slot, min_center_bars
+        probability,
+        center_values,
+        counters[I_CENTER_COUNT],
+        state[F_CENTER_TOTAL],
+        counters[I_CENTER_SLOT],
+        int(params[P_CENTER_MIN_BARS]),
     )
     direction, ok, has_bar, current, desired, reasons = signals(
         bar_index,
@@ -520,19 +539,21 @@ def decide(
         position,
         avg_entry,
         last_close,
-        side_state,
-        expiry,
-        entry_regime,
+        state[F_SIDE],
+        counters[I_EXPIRY],
+        counters[I_ENTRY_REGIME],
         params,
-        multipliers,
-        stop_pct,
-        target_pct,
+        settings[S_MULTIPLIERS:S_STOP_PCT],
+        settings[S_STOP_PCT:S_TARGET_PCT],
+        settings[S_TARGET_PCT:N_SETTINGS],
     )
     if regime == CRASH:
         desired = no_new_exposure(desired, current)
     elif params[P_PENALTY] > 0.0 and current.shape[0] > 1:
         for i in range(current.shape[0]):
             if current[i] != 0.0:  # something held: the penalty may act
-                return edge, direction, ok, has_bar, current, desired, reasons, np.empty(0), False
+                state[F_CURRENT] = current
+                state[F_DESIRED] = desired
+                return edge, direction, ok, np.empty(0), reasons, False
     out = finish(desired, current, has_bar, reasons, params)
-    return edge, direction, ok, has_bar, current, desired, reasons, out, True
+    return edge, direction, ok, out, reasons, True
