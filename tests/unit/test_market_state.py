@@ -189,6 +189,28 @@ def test_update_rejects_out_of_order_and_unknown_instants() -> None:
         state.update(MarketInstant(later, {"AAA": bar}))
 
 
+@pytest.mark.parametrize("close", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_bar_without_a_positive_finite_close_is_refused_before_any_state_moves(
+    close: float,
+) -> None:
+    state = MarketState(SYMBOLS, CONFIRMATION, CONFIG)
+    twin = MarketState(SYMBOLS, CONFIRMATION, CONFIG)
+    ts = _utc(11, 4, 14, 31)
+    good = {s: Bar(ts, 100.0, 101.0, 99.0, 100.5, 1000.0) for s in SYMBOLS}
+    with pytest.raises(MarketStateError, match="has close"):
+        state.update(MarketInstant(ts, {**good, "BBB": Bar(ts, 100.0, 101.0, 99.0, close, 1.0)}))
+    # the instant can be taken again once corrected, and goes on as a clean state does
+    for minute in range(31, 41):
+        at = _utc(11, 4, 14, minute)
+        bars = {s: Bar(at, 100.0, 101.0, 99.0, 100.0 + minute / 10, 1000.0) for s in SYMBOLS}
+        row = state.update(MarketInstant(at, bars))
+        expected = twin.update(MarketInstant(at, bars))
+        assert _same(row.features, expected.features)
+        assert _same(row.trends, expected.trends)
+        assert row.regime == expected.regime
+    assert np.isfinite(row.features).any()
+
+
 @pytest.mark.parametrize("window", [1, 2, 7, 390])
 def test_streaming_sma_replays_polars_rolling_mean(window: int) -> None:
     rng = np.random.default_rng(window)

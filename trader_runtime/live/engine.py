@@ -503,9 +503,9 @@ class LiveEngine:
         state = self.state
         trader = state.trader
         t = state.bar
-        ts_us = epoch_us(row.ts)
+        ts_us = row.ts_us
         regime = row.regime.value
-        fills = self._book(t, row.ts, executions, finals, regime=regime)
+        fills = self._book(t, row.ts, executions, finals, regime=regime, ts_us=ts_us)
         n_events = len(trader.risk_events)
         equity = trader.mark(ts_us, row.close)
         for event in trader.risk_events[n_events:]:
@@ -570,11 +570,14 @@ class LiveEngine:
         finals: list[OrderStatus],
         *,
         regime: str | None = None,
+        ts_us: int | None = None,
     ) -> list[FillRecord]:
-        """Book executions of our children, then finish the children that are over."""
+        """Book executions of our children, then finish the children that are over
+        (``ts_us``: ``ts`` in epoch microseconds, when the caller has it)."""
         state = self.state
         trader = state.trader
-        ts_us = epoch_us(ts)
+        if ts_us is None:
+            ts_us = epoch_us(ts)
         out: list[FillRecord] = []
         index = self._column
         for e in executions:

@@ -69,6 +69,7 @@ class MarketRow(NamedTuple):
     """One instant of the market, as ``MarketGrid`` holds it (NaN where a symbol has no bar)."""
 
     ts: datetime  # UTC close instant
+    ts_us: int  # the same, in epoch microseconds
     open: FloatArray  # (n,)
     high: FloatArray
     low: FloatArray
@@ -104,7 +105,7 @@ class _Impact:
         self.closes: deque[float] = deque(maxlen=IMPACT_LOOKBACK_SESSIONS + 1)
         self.totals: deque[float] = deque(maxlen=IMPACT_LOOKBACK_SESSIONS)
         self.slots: list[deque[float]] = []
-        self.means: list[float] = []
+        self.means: list[float | None] = []  # None: not taken since the slot's last volume
         self.session = -1  # New York date ordinal of the current session
         self.count = 0  # bars in the current session
         self.volumes: list[float] = []
@@ -125,17 +126,22 @@ class _Impact:
         slot = self.count
         if slot == len(self.slots):
             self.slots.append(deque(maxlen=IMPACT_LOOKBACK_SESSIONS))
-            self.means.append(NAN)
-        history = self.slots[slot]
-        history.append(volume)
-        self.means[slot] = slot_mean(history)
+            self.means.append(None)
+        else:
+            self.means[slot] = None  # taken again when asked (``mean_at``), not on every bar
+        self.slots[slot].append(volume)
         self.count = slot + 1
         self.volumes.append(volume)
         self.last_close = close
 
     def mean_at(self, slot: int) -> float:
         """Mean volume of ``slot`` over the sessions recorded so far (NaN if none)."""
-        return self.means[slot] if slot < len(self.means) else NAN
+        if slot >= len(self.means):
+            return NAN
+        mean = self.means[slot]
+        if mean is None:
+            mean = self.means[slot] = slot_mean(self.slots[slot])
+        return mean
 
 
 class _SessionCalendar:
@@ -231,6 +237,7 @@ class MarketState:
         self._calendar = _SessionCalendar()
         self._last_us = -(2**63)
         self._opened_us = -(2**63)
+        self._opened: MarketInstant | None = None  # the instant ``open_instant`` last took
         self._hour = -1
         self._session = -1
         self._last_regime = Regime.RANGING
@@ -254,10 +261,13 @@ class MarketState:
         """Check ``instant`` (strictly after the last one, known symbols, bars closing at its
         ``ts``) and open its session, so ``impact`` gives what the instant trades against.
         ``update`` does this itself when it was not done for the instant."""
+        if instant is self._opened and self._opened_us > self._last_us:
+            return  # opened, not updated yet
         ts = instant.ts
         ts_us = epoch_us(ts)
         if ts_us == self._opened_us and ts_us > self._last_us:
-            return  # opened, not updated yet
+            self._opened = instant
+            return  # an equal instant opened, not updated yet
         if ts_us <= self._last_us:
             raise MarketStateError(f"instants must arrive in increasing ts order; got {ts}")
         bars = instant.bars
@@ -275,6 +285,7 @@ class MarketState:
             self._daily_vol = np.array([s.daily_vol for s in self._impact])
             self._adv_shares = np.array([s.adv_shares for s in self._impact])
         self._opened_us = ts_us
+        self._opened = instant
 
     def impact(self, j: int) -> tuple[float, float]:
         """(daily volatility, average daily volume in shares) of symbol ``j`` from the sessions
@@ -325,6 +336,7 @@ class MarketState:
             self._trend_columns,
         )
         self._last_us = ts_us
+        self._opened = None  # taken: the checkpoint need not hold it
         impact = self._impact
         for symbol, bar in bars.items():
             impact[position[symbol]].on_bar(bar.close, bar.volume)
@@ -334,6 +346,7 @@ class MarketState:
             self._last_regime = regime_of_rule(rule)
         return MarketRow(
             ts=ts,
+            ts_us=ts_us,
             open=ohlcv[0],
             high=ohlcv[1],
             low=ohlcv[2],
