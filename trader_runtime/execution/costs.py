@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from trader_runtime.errors import ConfigError
 
@@ -90,9 +91,9 @@ def participation_limited(
     return qty
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """One executed quantity and what it cost (all costs positive USD)."""
+class Fill(NamedTuple):
+    """One executed quantity and what it cost (all costs positive USD). A NamedTuple: made on
+    every fill of the live loop's hot path, in one call."""
 
     qty: float
     price_usd: float

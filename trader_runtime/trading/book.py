@@ -99,18 +99,16 @@ class Ledger:
                 "reason": reason,
             }
         )
-        closing = (
-            0.0 if old == 0.0 or np.sign(fill.qty) == np.sign(old) else min(abs(fill.qty), abs(old))
-        )
+        closing = 0.0 if old == 0.0 or sign(fill.qty) == sign(old) else min(abs(fill.qty), abs(old))
         opening = abs(fill.qty) - closing
         if closing > 0.0:
             self._flow(j, fill, closing / abs(fill.qty), exiting=True)
-            if new == 0.0 or np.sign(new) != np.sign(old):
+            if new == 0.0 or sign(new) != sign(old):
                 self._close(bar, ts_us, j, "reversal" if reason == "entry" else reason)
         if opening > 0.0:
             if self.open_trades[j] is None:
                 self.open_trades[j] = _Trade(
-                    side=float(np.sign(fill.qty)), entry_ts=ts_us, entry_bar=bar, regime=regime
+                    side=sign(fill.qty), entry_ts=ts_us, entry_bar=bar, regime=regime
                 )
                 book.avg_entry[j] = fill.price_usd
             else:
@@ -164,3 +162,12 @@ class Ledger:
             }
         )
         self.open_trades[j] = None
+
+
+def sign(x: float) -> float:
+    """``np.sign`` of a float (1, -1, 0 for either zero, NaN) without a NumPy call."""
+    if x > 0.0:
+        return 1.0
+    if x < 0.0:
+        return -1.0
+    return 0.0 if x == 0.0 else x

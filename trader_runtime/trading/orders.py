@@ -10,6 +10,7 @@ bar and the rest rolls into the next child.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,13 @@ from trader_runtime.decision.config import ExecutionConfig
 from trader_runtime.execution.schedules import child_schedule
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def clip(x: float, lo: float, hi: float) -> float:
+    """``float(np.clip(x, lo, hi))`` for ``lo <= hi``, bit for bit (NaN kept, the sign of a zero
+    kept at a tie), without a NumPy call on a scalar."""
+    clipped = x if x != x or x >= lo else lo
+    return float(clipped if clipped != clipped or clipped <= hi else hi)
 
 
 @dataclass(slots=True)
@@ -48,11 +56,10 @@ class ParentOrder:
         else:
             wanted = remaining
         # never beyond the target, whatever the rounding of the schedule
-        return float(np.clip(wanted, min(0.0, remaining), max(0.0, remaining)))
+        return clip(wanted, min(0.0, remaining), max(0.0, remaining))
 
 
-@dataclass(frozen=True, slots=True)
-class ChildOrder:
+class ChildOrder(NamedTuple):
     """One order sent for one bar: ``qty`` shares (signed) of symbol ``j`` at market, priced
     against ``reference_usd`` (the decision bar's close) by the pre-trade checks.
 
