@@ -4,7 +4,6 @@ decisions, orders and fills the backtest makes on the same bars with the same mo
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -105,5 +104,5 @@ def test_every_decision_carries_its_features_and_model(tmp_path: Path) -> None:
     assert set(decisions["model_version"]) == {"1"}
     first = decisions.row(0, named=True)
     assert "rsi_14" in first["features"] or "sma_ratio_10" in first["features"]
-    intents = pl.DataFrame([asdict(i) for i in journal.intents(engine.session_id)])
+    intents = pl.DataFrame([i._asdict() for i in journal.intents(engine.session_id)])
     assert intents["decision_id"].is_in(decisions["decision_id"].implode()).all()

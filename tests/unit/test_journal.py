@@ -214,7 +214,7 @@ def test_a_bar_of_an_unknown_session_or_with_foreign_records_is_refused(journal:
 def test_naive_timestamps_are_refused(journal: Journal) -> None:
     naive = datetime(2024, 3, 4, 14, 30)
     with pytest.raises(JournalError, match="timezone-aware"):
-        journal.commit_bar(_bar(0, fills=[replace(_fill("e0"), ts=naive)]))
+        journal.commit_bar(_bar(0, fills=[_fill("e0")._replace(ts=naive)]))
     with pytest.raises(JournalError, match="timezone-aware"):
         journal.mark_intent("c0", "sent", at=naive)
     assert journal.fills(SID).height == 0
@@ -222,7 +222,7 @@ def test_naive_timestamps_are_refused(journal: Journal) -> None:
 
 def test_timestamps_come_back_as_utc_whatever_zone_they_were_written_in(journal: Journal) -> None:
     new_york = timezone(timedelta(hours=-5))
-    journal.commit_bar(_bar(0, fills=[replace(_fill("e0"), ts=T0.astimezone(new_york))]))
+    journal.commit_bar(_bar(0, fills=[_fill("e0")._replace(ts=T0.astimezone(new_york))]))
     (ts,) = journal.fills(SID)["ts"].to_list()
     assert ts == T0
     assert ts.utcoffset() == timedelta(0)
@@ -299,8 +299,8 @@ def test_fills_hold_the_last_value_per_exec_id(
     for n, batch in enumerate(batches):
         records = []
         for k, (minute, price, commission) in batch:
-            fill = replace(
-                _fill(f"{sid}-{k}", minute, price_usd=price, sid=sid), commission_usd=commission
+            fill = _fill(f"{sid}-{k}", minute, price_usd=price, sid=sid)._replace(
+                commission_usd=commission
             )
             records.append(fill)
         if len(records) == 1:
@@ -349,7 +349,7 @@ def test_only_the_newest_checkpoint_is_kept_and_it_survives_reopening(tmp_path: 
 def test_positions_are_the_latest_snapshot_and_empty_once_flat(journal: Journal) -> None:
     a, b = PositionRecord("AAA", 10.0, 100.0, 101.0), PositionRecord("BBB", -5.0, 50.0, 49.0)
     journal.commit_bar(_bar(0, positions=[a, b], equity_usd=1.0))
-    journal.commit_bar(_bar(1, positions=[replace(a, qty=20.0)], equity_usd=1.0))
+    journal.commit_bar(_bar(1, positions=[a._replace(qty=20.0)], equity_usd=1.0))
     assert journal.positions(SID).select("symbol", "qty").rows() == [("AAA", 20.0)]
     journal.commit_bar(_bar(2, intents=[_intent("c2", 2)]))  # no snapshot in this commit
     assert journal.positions(SID)["qty"].to_list() == [20.0]
@@ -506,7 +506,7 @@ def test_mark_intent_moves_an_intent_and_keeps_what_it_is_not_given(journal: Jou
 
 def test_an_intent_with_an_unknown_status_is_refused_in_a_bar(journal: Journal) -> None:
     with pytest.raises(JournalError, match="unknown intent status"):
-        journal.commit_bar(_bar(0, intents=[replace(_intent("c0"), status="working")]))
+        journal.commit_bar(_bar(0, intents=[_intent("c0")._replace(status="working")]))
 
 
 def test_order_statuses_keep_the_latest_per_order_and_the_history(tmp_path: Path) -> None:

@@ -22,11 +22,11 @@ import numbers
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import duckdb
 import polars as pl
@@ -55,8 +55,11 @@ class JournalError(RoboTraderError):
     """The journal refused a record (unknown id, duplicate intent, bad status) or its file."""
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionRecord:
+# The rows a bar produces are NamedTuples (made on the hot path: a frozen dataclass costs a
+# setattr call per field on a cold bar); the commit, session and checkpoint stay dataclasses.
+
+
+class DecisionRecord(NamedTuple):
     """What the decision core decided for one symbol at one bar, and on which features."""
 
     decision_id: str
@@ -72,8 +75,7 @@ class DecisionRecord:
     features: Mapping[str, float]
 
 
-@dataclass(frozen=True, slots=True)
-class IntentRecord:
+class IntentRecord(NamedTuple):
     """An order the engine means to send (signed shares), journaled before it is sent."""
 
     client_order_id: str
@@ -89,8 +91,7 @@ class IntentRecord:
     note: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FillRecord:
+class FillRecord(NamedTuple):
     """One execution (signed shares at ``price_usd``), booked once per ``exec_id``."""
 
     exec_id: str
@@ -107,8 +108,7 @@ class FillRecord:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class PositionRecord:
+class PositionRecord(NamedTuple):
     """A holding of ``qty`` shares at an average entry price, marked at ``mark_usd``."""
 
     symbol: str
@@ -117,8 +117,7 @@ class PositionRecord:
     mark_usd: float
 
 
-@dataclass(frozen=True, slots=True)
-class EquityRecord:
+class EquityRecord(NamedTuple):
     """The account's value at one instant."""
 
     ts: datetime
@@ -129,8 +128,7 @@ class EquityRecord:
     regime: str
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
+class EventRecord(NamedTuple):
     """Something worth a line in the journal (a halt, a refusal, a reconnect...)."""
 
     ts: datetime
@@ -310,7 +308,8 @@ _DDL: Final = (
 
 
 def _names(record: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(record))
+    named = getattr(record, "_fields", None)  # the per-bar rows are NamedTuples
+    return tuple(named) if named is not None else tuple(f.name for f in fields(record))
 
 
 # table columns in the order of the records' fields (rows are built in that order)
@@ -522,7 +521,7 @@ class Journal:
         intents = [_intent_row(i) for i in commit.intents]
         events = [_event_row(sid, e) for e in commit.events]
         e = commit.equity
-        equity = [] if e is None else [[sid, _utc(e.ts, "equity ts"), *astuple(e)[1:]]]
+        equity = [] if e is None else [[sid, _utc(e.ts, "equity ts"), *e[1:]]]
         symbols = [p.symbol for p in commit.positions]
         if len(set(symbols)) != len(symbols):
             raise JournalError(f"a bar commit of session {sid!r} repeats a position symbol")
