@@ -574,6 +574,8 @@ class LiveEngine:
     ) -> list[FillRecord]:
         """Book executions of our children, then finish the children that are over
         (``ts_us``: ``ts`` in epoch microseconds, when the caller has it)."""
+        if not executions and not finals:
+            return []  # most bars
         state = self.state
         trader = state.trader
         if ts_us is None:
