@@ -10,6 +10,7 @@ in another loop or process. Wire layouts live in ``wire.py``, the book's pure lo
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import itertools
@@ -90,7 +91,11 @@ class Script:
     reject_next_orders: int = 0
     """The next N placeOrder get error 201 "Order rejected - reason:..."."""
     reject_symbols: frozenset[str] = frozenset()
-    cancel_reply: Literal["ack", "10147", "10148"] = "ack"
+    cancel_reply: Literal["ack", "10147", "10148", "pending"] = "ack"
+    """How cancels are answered. pending: IB is already cancelling the order on its own (a
+    server-side cancel in progress): a cancel gets 10148 (state: PendingCancel), and the order is
+    cancelled (orderStatus Cancelled, then 202) two advanced minutes after the first; it can
+    still fill meanwhile."""
     commission_delay_s: float = 0.0
     """commissionReport sent this long after its execDetails."""
     duplicate_exec_details: bool = False
@@ -189,6 +194,8 @@ class FakeGateway:
         self._conn_numbers = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._timers: set[asyncio.TimerHandle] = set()
+        self._pending_cancels: dict[int, int] = {}  # permId -> advanced minutes to the cancel
+        self.cancel_requests: collections.Counter[int] = collections.Counter()  # by orderId
         self._handlers: dict[int, Handler] = {
             3: self._on_place_order,
             4: self._on_cancel_order,
@@ -254,6 +261,7 @@ class FakeGateway:
         """Move the clock minute by minute: send that minute's 5-second bars to realtime-bar
         subscribers, then fill working orders at the minute's open, then step the clock."""
         for _ in range(minutes):
+            self._finish_pending_cancels()
             minute_close = self.clock + ONE_MINUTE
             self._publish_realtime_bars(minute_close)
             all_slices = self.script.fill_mode == "immediate"
@@ -650,8 +658,18 @@ class FakeGateway:
 
     def _on_cancel_order(self, conn: _Connection, f: list[str]) -> None:
         order_id = int(f[2])
+        self.cancel_requests[order_id] += 1
         reply = self.script.cancel_reply
         order = self.book.find_order(conn.client_id or 0, order_id)
+        if reply == "pending" and order is not None and order.is_working:
+            self._pending_cancels.setdefault(order.perm_id, 2)
+            conn.error(
+                order_id,
+                10148,
+                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
+                "state: PendingCancel.",
+            )
+            return
         if reply == "10147" or order is None:
             conn.error(
                 order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found."
@@ -665,6 +683,18 @@ class FakeGateway:
             )
         else:
             self._cancel(order)
+
+    def _finish_pending_cancels(self) -> None:
+        """Count down the PendingCancel orders (``cancel_reply="pending"``); cancel the due."""
+        for perm_id, minutes_left in list(self._pending_cancels.items()):
+            order = self.book.order_by_perm_id(perm_id)
+            if not order.is_working:
+                del self._pending_cancels[perm_id]  # filled meanwhile
+            elif minutes_left <= 1:
+                del self._pending_cancels[perm_id]
+                self._cancel(order)
+            else:
+                self._pending_cancels[perm_id] = minutes_left - 1
 
     def _cancel(self, order: PlacedOrder) -> None:
         self.book.finish(order, CANCELLED, self.clock)

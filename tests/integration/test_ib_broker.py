@@ -260,6 +260,36 @@ def test_a_cancel_that_races_a_fill_waits_for_the_executions(tmp_path: Path) -> 
             assert per_order["len"].max() == 3  # all three slices booked, the cancel lost
 
 
+def test_a_cancel_raced_by_ibs_own_cancel_ends_as_ib_ends_it_and_is_sent_once(
+    tmp_path: Path,
+) -> None:
+    # orders fill 30% a minute, twice, and never complete; the engine cancels the rest one bar
+    # late while IB is already cancelling the order on its own: 10148 (state: PendingCancel),
+    # then two minutes later Cancelled and 202, the order still filling meanwhile. ib_async marks
+    # the order Cancelled on the 10148 (not final: it may fill), and IB's real Cancelled repeats
+    # those fields: the 202 ends it.
+    script = Script(partial_fill_fractions=(0.3, 0.3), cancel_reply="pending")
+    with loaded_gateway(script=script) as gw:
+        summary, journal = run_engine(tmp_path, ib_config(gw.port), gw, max_bars=45)
+        with journal:
+            fills = assert_books_agree(gw, journal, summary.session_id)
+            orders = on(gw, lambda g: list(g.orders))
+            assert any(o.status == "Cancelled" for o in orders), "the scenario cancels orders"
+            intents = {i.client_order_id: i.status for i in journal.intents(summary.session_id)}
+            # every order ends in the journal as it ended at the gateway; only those IB was
+            # still cancelling when the market stopped (the last bars') are left as sent
+            expected = {"Cancelled": "cancelled", "Filled": "filled", "Submitted": "sent"}
+            assert {o.order_ref: intents[o.order_ref] for o in orders} == {
+                o.order_ref: expected[o.status] for o in orders
+            }
+            # no order was closed early: every fill came while its order was open
+            assert "late" not in fills["reason"].to_list()
+            # one cancel a bar late, at most one more when the session stops: none repeated
+            cancels = on(gw, lambda g: dict(g.cancel_requests))
+            assert cancels
+            assert max(cancels.values()) <= 2
+
+
 def test_a_silent_gateway_fails_the_heartbeat_and_the_connection_is_remade() -> None:
     with loaded_gateway() as gw:
 

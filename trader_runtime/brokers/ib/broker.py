@@ -11,10 +11,12 @@
 - A final order status is handed to the engine only once the executions of its filled quantity
   have been handed over, so no fill arrives for an order the engine has closed.
 - Order statuses: a reject (201) is ``rejected``; a cancel that races a fill (10147/10148) is not
-  final, the executions decide.
+  final, the executions decide (ib_async marks such an order Cancelled on its own, so the status
+  is read with the error that set it); IB's 202 ("Order Canceled") ends an order as cancelled
+  whatever came before it.
 - What the engine does not finish within a bar: a working order still open one bar after the bar
   it was sent for is cancelled (the paper broker's "one bar" rule, with a bar of grace for fills in
-  flight).
+  flight), once: IB answers every cancel, with a status or an error.
 - While IB reports lost connectivity (1100) or the socket is down, new orders are refused with a
   ``BrokerError`` (the engine journals them as rejected); after a reconnect the broker books every
   execution it missed and resolves every order it was tracking.
@@ -45,6 +47,7 @@ from trader_runtime.brokers.ib.config import IbConfig
 from trader_runtime.brokers.ib.connection import IbConnection
 from trader_runtime.brokers.ib.executions import ExecutionBook
 from trader_runtime.brokers.ib.mapping import (
+    ORDER_CANCELLED_CODE,
     REJECT_CODES,
     RawExecution,
     order_spec,
@@ -68,6 +71,7 @@ class _Track:
     final: OrderStatus | None = None
     reported: bool = False
     final_at_s: float = 0.0
+    cancel_sent: bool = False  # the one-bar rule asked IB to cancel it (once: IB answers)
 
     def status(
         self, state: str = "submitted", filled_shares: float = 0.0, reason: str | None = None
@@ -216,7 +220,10 @@ class IbBroker:
         if previous is None:
             return
         for ref, track in list(self._working.items()):
+            if track.cancel_sent:
+                continue  # IB answers a cancel (a status, or 10147/10148): not sent again
             if track.request is not None and track.request.ts < previous:
+                track.cancel_sent = True
                 await self.cancel(ref)
 
     # -- events from ib_async ------------------------------------------------------------------
@@ -274,6 +281,14 @@ class IbBroker:
             )
             if undecided:
                 self._finish(track, "rejected", 0.0, f"IB {code}: {message}")
+        elif code == ORDER_CANCELLED_CODE and track is not None and track.final is None:
+            # IB's word that the order is cancelled. After a cancel race (10148 while the order
+            # was PendingCancel, say) the Cancelled status itself is not final for us (ib_async
+            # marks raced orders Cancelled on its own) and may not even reach us (the same
+            # fields as ib_async's own Cancelled): this is what ends the order.
+            trade = self._trade_of(track.ref)
+            filled = float(trade.orderStatus.filled) if trade is not None else 0.0
+            self._finish(track, "cancelled", filled, f"IB {code}: {message}")
 
     def _on_status(self, trade: Trade) -> None:
         ref = trade.order.orderRef
@@ -282,11 +297,20 @@ class IbBroker:
         track = self._track_trade(trade)
         if track.final is not None:
             return
-        code, message = self._errors.get(track.order_id, (None, ""))
+        code, message = self._error_of(trade, track)
         state = order_state(trade.orderStatus.status, error_code=code)
         if state is None or state == "submitted":
             return
         self._finish(track, state, float(trade.orderStatus.filled), message or None)
+
+    def _error_of(self, trade: Trade, track: _Track) -> tuple[int | None, str]:
+        """The error behind the trade's current status: ib_async's own log entry when an error
+        set it (ib_async emits the status before the error event, so ``_errors`` does not have
+        it yet), else the last error IB sent for the order."""
+        if trade.log and trade.log[-1].errorCode:
+            last = trade.log[-1]
+            return last.errorCode, last.message
+        return self._errors.get(track.order_id, (None, ""))
 
     def _finish(self, track: _Track, state: str, filled_shares: float, reason: str | None) -> None:
         track.final = track.status(state, filled_shares, reason)
@@ -352,7 +376,7 @@ class IbBroker:
             if not ref:
                 continue
             track = self._track_trade(trade)
-            code = self._errors.get(track.order_id, (None, ""))[0]
+            code = self._error_of(trade, track)[0]
             state = order_state(trade.orderStatus.status, error_code=code) or "submitted"
             orders.append(track.status(state, float(trade.orderStatus.filled)))
             if state != "submitted":
@@ -366,6 +390,7 @@ class IbBroker:
         for fill in self.ib.fills():
             self._add_fill(fill)
         for ref, track in list(self._working.items()):
+            track.cancel_sent = False  # a cancel in flight when the socket dropped may be lost
             trade = self._trade_of(ref)
             if trade is None:
                 self._finish(track, "cancelled", 0.0, "unknown to IB after the reconnect")

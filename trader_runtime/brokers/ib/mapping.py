@@ -38,6 +38,9 @@ REJECT_CODES: frozenset[int] = frozenset({103, 110, 200, 201, 203, 321})
 """Errors that make a cancelled order a rejected one: 201 order rejected, 103 duplicate order id,
 110 price does not fit the tick, 200 no security definition, 203 security not allowed for this
 account, 321 request failed validation."""
+ORDER_CANCELLED_CODE = 202
+"""IB's confirmation that an order is cancelled ("Order Canceled - reason:"), whoever cancelled it
+(us, a DAY expiry, a margin call); it follows the orderStatus Cancelled."""
 CANCEL_RACE_CODES: frozenset[int] = frozenset({10147, 10148})
 """The cancel raced the order: 10147 order not found, 10148 cannot be cancelled (e.g. filled)."""
 
