@@ -126,8 +126,10 @@ class Ledger:
 
     def _flow(self, j: int, fill: Fill, share: float, *, exiting: bool) -> None:
         trade = self.open_trades[j]
-        if trade is None:  # pragma: no cover - a closing fill always has an open trade
-            raise RuntimeError("closing fill without an open trade")
+        if trade is None:
+            # a position the ledger did not open (carried in from the broker's account when a
+            # session starts): its fills move the book and the cash, with no round trip to record
+            return
         qty = abs(fill.qty) * share
         trade.cash_flow += fill.cash_flow_usd * share
         trade.reference_flow += -fill.qty * share * fill.reference_usd
@@ -140,7 +142,7 @@ class Ledger:
 
     def _close(self, bar: int, ts_us: int, j: int, reason: str) -> None:
         trade = self.open_trades[j]
-        if trade is None:  # pragma: no cover
+        if trade is None:  # a carried-in position (see ``_flow``)
             return
         self.trades.append(
             {
