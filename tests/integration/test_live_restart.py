@@ -4,6 +4,8 @@ exactly once and ends where an uninterrupted session ends."""
 from __future__ import annotations
 
 import asyncio
+import pickle
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,14 @@ from tests.integration.test_live_parity import CONFIG, SYMBOLS, _feed
 from tests.live_kit import loaded_model
 from trader_runtime.brokers.base import OrderRequest, OrderStatus
 from trader_runtime.brokers.paper import PaperBroker
-from trader_runtime.live.engine import LiveConfig, LiveEngine, SessionSummary
-from trader_runtime.live.journal import Journal
+from trader_runtime.live.engine import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    LiveConfig,
+    LiveEngine,
+    SessionSummary,
+)
+from trader_runtime.live.journal import BarCommit, Journal
 
 
 class CrashError(Exception):
@@ -125,4 +133,51 @@ def test_a_crash_and_restart_match_an_uninterrupted_session(
     positions = {r["symbol"]: r["qty"] for r in journal.positions(session).iter_rows(named=True)}
     held = {s: q for s, q in broker.positions.items() if q != 0.0}
     assert {s: q for s, q in positions.items() if q != 0.0} == held
+    journal.close()
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [pickle.dumps({"bar": 3}), pickle.dumps((CHECKPOINT_FORMAT - 1, {"bar": 3})), b"\x80junk"],
+    ids=["unversioned", "older-format", "unreadable"],
+)
+def test_a_checkpoint_of_another_state_format_is_refused_clearly_and_nothing_moves(
+    tmp_path: Path, checkpoint: bytes
+) -> None:
+    journal = Journal(tmp_path / "journal.duckdb")
+    dying = DyingBroker(
+        tmp_path / "paper.json",
+        costs=CONFIG.costs,
+        initial_cash_usd=CONFIG.initial_cash_usd,
+        die_at=2,
+        accept=True,
+    )
+    first = _engine(tmp_path, dying, journal)
+    with pytest.raises(CrashError):
+        _run(first)
+    session = first.session_id
+    # the session's newest checkpoint, as another version of robo-trader would have written it
+    journal.commit_bar(BarCommit(session, datetime.now(UTC), [], [], [], [], None, [], checkpoint))
+    intents_before = journal.intents(session)
+
+    with pytest.raises(CheckpointError, match=f"session {session} was checkpointed by another"):
+        _run(_engine(tmp_path, _paper(tmp_path), journal))
+    assert journal.session(session).status == "running"  # still resumable by its own version
+    assert journal.intents(session) == intents_before
+
+    # resume=false: a new session from the broker's account, the old one kept as abandoned
+    fresh = LiveEngine(
+        symbols=SYMBOLS,
+        trading=CONFIG,
+        live=LiveConfig(max_bars=20, resume=False),
+        feed=_feed(),
+        broker=_paper(tmp_path),
+        journal=journal,
+        model=loaded_model(),
+    )
+    summary = _run(fresh)
+    assert fresh.session_id != session
+    assert not fresh.resumed
+    assert summary.status == "stopped"
+    assert journal.session(session).status == "abandoned"
     journal.close()

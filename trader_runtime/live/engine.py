@@ -77,6 +77,16 @@ from trader_runtime.trading.trader import Trader
 T = TypeVar("T")
 SessionStatus = Literal["completed", "stopped", "killed", "failed"]
 
+CHECKPOINT_FORMAT = 2
+"""The layout of the engine state a checkpoint holds. Raise it whenever a class the state pickles
+(``MarketState``, ``DecisionCore``, ``Trader`` and what they hold) changes its attributes: a
+session checkpointed under another layout is then refused with a clear error at start, instead of
+failing mid-session."""
+
+
+class CheckpointError(RoboTraderError):
+    """A session's checkpoint was written by another version of the engine state."""
+
 
 class LiveConfig(BaseModel):
     """How one live session runs (the trading rules themselves are ``TradingConfig``)."""
@@ -338,8 +348,8 @@ class LiveEngine:
         found = self.journal.resumable_session(broker=self.broker.name, symbols=self.symbols)
         checkpoint = None if found is None else self.journal.latest_checkpoint(found.session_id)
         if found is not None and checkpoint is not None and self.live.resume:
+            self._state = _restore(found.session_id, checkpoint.state)
             self.session_id = found.session_id
-            self._state = pickle.loads(checkpoint.state)  # our own journal, our own state
             self.resumed = True
             self._event("resumed", {"checkpoint_ts": checkpoint.ts.isoformat()})
             return
@@ -973,8 +983,32 @@ class LiveEngine:
         return events
 
     def _checkpoint(self) -> bytes:
-        # the standard pickle: the streaming features rebuild their reader closures on restore
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((CHECKPOINT_FORMAT, self.state), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _restore(session_id: str, blob: bytes) -> _State:
+    """The engine state of a checkpoint in this version's ``CHECKPOINT_FORMAT``; any other is
+    refused before anything moves (the journal keeps the session running, for the version that
+    wrote it to resume)."""
+    try:
+        loaded = pickle.loads(blob)  # our own journal, our own state
+    except Exception as exc:  # a module or class another version had
+        what = f"unreadable here: {type(exc).__name__}: {exc}"
+        raise CheckpointError(_refusal(session_id, what)) from exc
+    current = isinstance(loaded, tuple) and len(loaded) == 2 and loaded[0] == CHECKPOINT_FORMAT
+    if current and isinstance(loaded[1], _State):
+        return loaded[1]
+    found = loaded[0] if isinstance(loaded, tuple) and loaded else "none recorded"
+    raise CheckpointError(_refusal(session_id, f"state format {found}"))
+
+
+def _refusal(session_id: str, what: str) -> str:
+    return (
+        f"session {session_id} was checkpointed by another version of robo-trader ({what}; this "
+        f"one writes format {CHECKPOINT_FORMAT}): resume it with the version that started it, or "
+        "start a new session with resume=false (positions and cash then come from the broker's "
+        "account; the journal keeps the old session as abandoned)"
+    )
 
 
 def _now() -> datetime:
