@@ -76,6 +76,21 @@ def _run(engine: LiveEngine) -> SessionSummary:
     return asyncio.run(engine.run())
 
 
+def _crashed_session(tmp: Path, journal: Journal, *, die_at: int, accept: bool) -> str:
+    """A session whose process dies at its ``die_at``-th order; its id."""
+    dying = DyingBroker(
+        tmp / "paper.json",
+        costs=CONFIG.costs,
+        initial_cash_usd=CONFIG.initial_cash_usd,
+        die_at=die_at,
+        accept=accept,
+    )
+    first = _engine(tmp, dying, journal)
+    with pytest.raises(CrashError):
+        _run(first)
+    return first.session_id
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Journal, str]:
     tmp = tmp_path_factory.mktemp("straight")
@@ -90,17 +105,7 @@ def test_a_crash_and_restart_match_an_uninterrupted_session(
     tmp_path: Path, uninterrupted: tuple[Journal, str], accept: bool
 ) -> None:
     journal = Journal(tmp_path / "journal.duckdb")
-    dying = DyingBroker(
-        tmp_path / "paper.json",
-        costs=CONFIG.costs,
-        initial_cash_usd=CONFIG.initial_cash_usd,
-        die_at=7,
-        accept=accept,
-    )
-    first = _engine(tmp_path, dying, journal)
-    with pytest.raises(CrashError):
-        _run(first)
-    session = first.session_id
+    session = _crashed_session(tmp_path, journal, die_at=7, accept=accept)
     assert journal.session(session).status == "running"  # resumable
     pending = journal.intents(session, ["pending"])
     assert pending  # the dying order and those after it in its bar never left (or never acked)
@@ -145,17 +150,7 @@ def test_a_checkpoint_of_another_state_format_is_refused_clearly_and_nothing_mov
     tmp_path: Path, checkpoint: bytes
 ) -> None:
     journal = Journal(tmp_path / "journal.duckdb")
-    dying = DyingBroker(
-        tmp_path / "paper.json",
-        costs=CONFIG.costs,
-        initial_cash_usd=CONFIG.initial_cash_usd,
-        die_at=2,
-        accept=True,
-    )
-    first = _engine(tmp_path, dying, journal)
-    with pytest.raises(CrashError):
-        _run(first)
-    session = first.session_id
+    session = _crashed_session(tmp_path, journal, die_at=2, accept=True)
     # the session's newest checkpoint, as another version of robo-trader would have written it
     journal.commit_bar(BarCommit(session, datetime.now(UTC), [], [], [], [], None, [], checkpoint))
     intents_before = journal.intents(session)
