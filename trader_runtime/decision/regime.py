@@ -405,6 +405,21 @@ _RULE_REGIMES: dict[int, Regime] = {
 """The regime of each rule number :func:`regime_kernels.step` returns."""
 
 
+def regime_state(
+    config: RegimeConfig | None = None, timeframe: Timeframe = Timeframe.M1
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """A fresh state ``(f, n)`` of :func:`regime_kernels.step` for ``config`` at ``timeframe``
+    (what :class:`StreamingRegime` steps; the live market state steps it in its own kernel)."""
+    cfg = config if config is not None else RegimeConfig()
+    w = _Windows.of(cfg, timeframe)
+    return rk.new_state(
+        (w.vol, w.fast_vol, w.burst_vol, w.trend, w.range, w.drawdown),
+        w.bars_per_year,
+        [getattr(cfg, name) for name in rk.THRESHOLDS],
+        cfg.vol_reference,
+    )
+
+
 def regime_of_rule(rule: int) -> Regime:
     """The regime of a rule number :func:`regime_kernels.step` returned."""
     return _RULE_REGIMES[rule]
@@ -417,21 +432,8 @@ class StreamingRegime:
     exactly."""
 
     def __init__(self, config: RegimeConfig | None = None, timeframe: Timeframe = Timeframe.M1):
-        cfg = config if config is not None else RegimeConfig()
-        w = _Windows.of(cfg, timeframe)
-        self._f, self._n = rk.new_state(
-            (w.vol, w.fast_vol, w.burst_vol, w.trend, w.range, w.drawdown),
-            w.bars_per_year,
-            [getattr(cfg, name) for name in rk.THRESHOLDS],
-            cfg.vol_reference,
-        )
+        self._f, self._n = regime_state(config, timeframe)
         self._last_ts: datetime | None = None
-
-    def state(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """The state arrays themselves (not copies), for a caller that steps them in its own
-        compiled loop with :func:`regime_kernels.step`; ``update`` and ``inputs`` then no longer
-        apply to this object."""
-        return self._f, self._n
 
     @property
     def inputs(self) -> RegimeInputs | None:

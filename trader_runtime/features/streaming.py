@@ -64,6 +64,7 @@ _EPOCH_DATE = date(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _MINUTE_US = 60_000_000
+_NO_SESSION = (-1, -1)  # the kernels' (open_us, close_us) outside a session
 
 
 def fma_exact(a: float, b: float, c: float) -> float:
@@ -74,13 +75,6 @@ def fma_exact(a: float, b: float, c: float) -> float:
     if exact == 0:
         return a * b + c  # keeps IEEE's sign of zero
     return float(exact)
-
-
-def _log(v: float) -> float:
-    """numpy ``log`` semantics: -inf at 0, NaN below."""
-    if v > 0.0:
-        return math.log(v)
-    return -math.inf if v == 0.0 else NAN
 
 
 def safe_ratio(num: float, den: float, fallback: float) -> float:
@@ -588,8 +582,9 @@ class _Sessions:
         self._day = -1
         self._bounds: tuple[int, int] | None = None
 
-    def bounds(self, ts_us: int) -> tuple[int, int] | None:
-        """(open, close) of the session with ``open < ts <= close``, or None."""
+    def of(self, ts_us: int) -> tuple[int, int]:
+        """(open, close) of the session with ``open < ts <= close``, or ``(-1, -1)``: the
+        kernels' ``open_us, close_us`` (one call on the live path)."""
         day = ts_us // _DAY_US
         if day != self._day:
             self._day = day
@@ -602,8 +597,13 @@ class _Sessions:
             self._bounds = sessions.get(day)
         bounds = self._bounds
         if bounds is None or not bounds[0] < ts_us <= bounds[1]:
-            return None
+            return _NO_SESSION
         return bounds
+
+    def bounds(self, ts_us: int) -> tuple[int, int] | None:
+        """(open, close) of the session with ``open < ts <= close``, or None."""
+        bounds = self.of(ts_us)
+        return None if bounds is _NO_SESSION else bounds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -664,9 +664,7 @@ class StreamingFeatures:
         self, spec: FeatureSetSpec = DEFAULT_FEATURE_SET, base: Timeframe = Timeframe.M1
     ) -> None:
         self._names = spec.feature_names(base)
-        self._program, self._graphs, self._columns, f, n = _compile(spec, base)
-        self._f = f.copy()
-        self._n = n.copy()
+        self._program, self._graphs, self._columns, self._f, self._n = feature_machine(spec, base)
         self._sessions = _Sessions() if self._graphs.shape[0] > 1 else None
         self._last_us = -(2**63)
         self._level = NAN
@@ -698,11 +696,7 @@ class StreamingFeatures:
         self._last_us = ts_us
         if market_level is not None:
             self._level = market_level
-        open_us = close_us = -1
-        if self._sessions is not None:
-            session = self._sessions.bounds(ts_us)
-            if session is not None:
-                open_us, close_us = session
+        open_us, close_us = _NO_SESSION if self._sessions is None else self._sessions.of(ts_us)
         sk.step_bar(  # the base tick (sk.TICK_FIELDS) as float64 values, then the step
             self._program,
             self._graphs,
@@ -743,18 +737,20 @@ class StreamingFeatures:
 
 class StreamingMarketIndex:
     """Incremental ``batch.market_index``: the mean one-bar log return of the symbols that have a
-    bar at each instant (each against its own previous bar) and its cumulative level.
+    bar at each instant (each against its own previous bar) and its cumulative level
+    (``streaming_kernels.market_index_step``, which the live market state steps too).
 
     Pass the closes of one instant in the universe's order (the order of the frames given to
     ``market_index``): the mean sums them in that order.
     """
 
-    __slots__ = ("_cum", "_last_us", "_prev_log", "_started")
+    __slots__ = ("_has_prev", "_index", "_last_us", "_prev_log", "_slots")
 
     def __init__(self) -> None:
-        self._prev_log: dict[str, float] = {}
-        self._cum = 0.0
-        self._started = False
+        self._slots: dict[str, int] = {}  # symbol -> its slot in the state arrays
+        self._prev_log = np.zeros(0)
+        self._has_prev = np.zeros(0, dtype=np.int64)
+        self._index = np.zeros(2)  # cumulative log return, started
         self._last_us = -(2**63)
 
     def update(self, ts: datetime, closes: Mapping[str, float]) -> tuple[float, float]:
@@ -763,20 +759,20 @@ class StreamingMarketIndex:
         if ts_us <= self._last_us:
             raise ValueError(f"instants must arrive in increasing order; got {ts} after the last")
         self._last_us = ts_us
-        total = 0.0
-        count = 0
-        for symbol, close in closes.items():
-            log_close = _log(close)
-            prev = self._prev_log.get(symbol)
-            self._prev_log[symbol] = log_close
-            if prev is not None:
-                r = log_close - prev
-                total = total + r if count else r
-                count += 1
-        market_return = total / count if count else 0.0
-        self._cum = self._cum + market_return if self._started else market_return
-        self._started = True
-        return market_return, math.exp(self._cum)
+        known = self._slots
+        for symbol in closes:
+            known.setdefault(symbol, len(known))
+        if len(known) > self._prev_log.shape[0]:
+            grow = len(known) - self._prev_log.shape[0]
+            self._prev_log = np.concatenate([self._prev_log, np.zeros(grow)])
+            self._has_prev = np.concatenate([self._has_prev, np.zeros(grow, dtype=np.int64)])
+        m = len(closes)
+        values = np.fromiter(closes.values(), dtype=np.float64, count=m)
+        slots = np.fromiter((known[s] for s in closes), dtype=np.int64, count=m)
+        market_return, level = sk.market_index_step(
+            values, slots, self._prev_log, self._has_prev, self._index
+        )
+        return float(market_return), float(level)
 
 
 def measure_update_latency_us(n_bars: int = 20000, seed: int = 7) -> tuple[float, float]:

@@ -1131,3 +1131,30 @@ def step_bar(
     f[5] = market_return
     f[6] = market_level
     step(program, graphs, columns, f, n, ts_us, open_us, close_us, out)
+
+
+@_jit
+def market_index_step(
+    closes: FloatArray, slots: IntArray, prev_log: FloatArray, has_prev: IntArray, index: FloatArray
+) -> tuple[float, float]:
+    """One instant of ``batch.market_index``: ``closes[k]`` is the close of symbol slot
+    ``slots[k]``, in the universe's order (the mean sums the log returns in that order). Each
+    slot's previous log close is ``prev_log`` (``has_prev`` 1 once it has one); ``index`` holds
+    the cumulative log return and whether it started. Returns ``(market_return, market_level)``.
+    ``StreamingMarketIndex`` and the live market state's ``step_instant`` both step it."""
+    total = 0.0
+    count = 0
+    for k in range(closes.shape[0]):
+        slot = slots[k]
+        log_close = _log(closes[k])
+        if has_prev[slot]:
+            r = log_close - prev_log[slot]
+            total = total + r if count else r
+            count += 1
+        prev_log[slot] = log_close
+        has_prev[slot] = 1
+    market_return = total / count if count else 0.0
+    cumulative = index[0] + market_return if index[1] != 0.0 else market_return
+    index[0] = cumulative
+    index[1] = 1.0
+    return market_return, math.exp(cumulative)

@@ -3,16 +3,16 @@ breadth and the regime of one instant in one call (``MarketState.update``'s sing
 
 On this machine's cold bars each Python line and each NumPy or numba entry costs several times
 what it costs warm; the loop that made a dozen of them per symbol is now one. The arithmetic is
-the streaming classes' own, in the same order, so the values are bit for bit theirs:
-``StreamingMarketIndex`` (C library ``log`` and ``exp``, as Python's ``math`` calls them),
-Polars' ``rolling_mean`` for the breadth SMA (``rolling_mean_step``), ``streaming_kernels.step_bar``
-per symbol and ``regime_kernels.step`` for the regime.
+the streaming classes' own, so the values are bit for bit theirs: the market index is
+``streaming_kernels.market_index_step`` (as ``StreamingMarketIndex`` steps it), the breadth SMA
+Polars' ``rolling_mean`` (``rolling_mean_step``), then ``streaming_kernels.step_bar`` per symbol
+and ``regime_kernels.step`` for the regime.
 
 State, all in arrays that pickle exactly (the engine's checkpoint):
 
-- ``symbol_f`` (n, ``N_SYMBOL_FLOATS``): the previous log close and the SMA's running sum with
-  its two Kahan compensations; ``symbol_i`` (n, ``N_SYMBOL_INTS``): whether there is a previous
-  close, and the SMA window's fill count and next slot;
+- ``symbol_f`` (``N_SYMBOL_FLOATS``, n): the previous log close and the SMA's running sum with
+  its two Kahan compensations; ``symbol_i`` (``N_SYMBOL_INTS``, n): whether there is a previous
+  close, and the SMA window's fill count and next slot (rows, so each is contiguous);
 - ``breadth_values`` (n, window): the SMA windows as rings;
 - ``index_f`` (``N_INDEX``): the index's cumulative log return and whether it started.
 """
@@ -49,8 +49,8 @@ def new_state(n_symbols: int, window: int) -> tuple[FloatArray, IntArray, FloatA
     """Fresh ``(symbol_f, symbol_i, breadth_values, index_f)`` for ``n_symbols`` and an SMA of
     ``window`` bars."""
     return (
-        np.zeros((n_symbols, N_SYMBOL_FLOATS)),
-        np.zeros((n_symbols, N_SYMBOL_INTS), dtype=np.int64),
+        np.zeros((N_SYMBOL_FLOATS, n_symbols)),
+        np.zeros((N_SYMBOL_INTS, n_symbols), dtype=np.int64),
         np.zeros((n_symbols, max(window, 1))),
         np.zeros(N_INDEX),
     )
@@ -66,31 +66,23 @@ def rolling_mean_step(
     window = values.shape[1]
     if window == 1:
         return x / 1.0
-    count = symbol_i[j, S_COUNT]
-    slot = symbol_i[j, S_NEXT]  # the oldest value once the window is full
+    count = symbol_i[S_COUNT, j]
+    slot = symbol_i[S_NEXT, j]  # the oldest value once the window is full
     if count == window:
-        y = -values[j, slot] - symbol_f[j, S_ERR_SUB]
-        total = symbol_f[j, S_SUM] + y
-        symbol_f[j, S_ERR_SUB] = (total - symbol_f[j, S_SUM]) - y
-        symbol_f[j, S_SUM] = total
-    y = x - symbol_f[j, S_ERR_ADD]
-    total = symbol_f[j, S_SUM] + y
-    symbol_f[j, S_ERR_ADD] = (total - symbol_f[j, S_SUM]) - y
-    symbol_f[j, S_SUM] = total
+        y = -values[j, slot] - symbol_f[S_ERR_SUB, j]
+        total = symbol_f[S_SUM, j] + y
+        symbol_f[S_ERR_SUB, j] = (total - symbol_f[S_SUM, j]) - y
+        symbol_f[S_SUM, j] = total
+    y = x - symbol_f[S_ERR_ADD, j]
+    total = symbol_f[S_SUM, j] + y
+    symbol_f[S_ERR_ADD, j] = (total - symbol_f[S_SUM, j]) - y
+    symbol_f[S_SUM, j] = total
     values[j, slot] = x
-    symbol_i[j, S_NEXT] = (slot + 1) % window
+    symbol_i[S_NEXT, j] = (slot + 1) % window
     if count < window:
         count += 1
-        symbol_i[j, S_COUNT] = count
+        symbol_i[S_COUNT, j] = count
     return total / window if count == window else math.nan
-
-
-@_jit
-def _log(v: float) -> float:
-    """NumPy's ``log`` semantics, as ``streaming._log``: -inf at 0, NaN below."""
-    if v > 0.0:
-        return math.log(v)
-    return -math.inf if v == 0.0 else math.nan
 
 
 @_jit
@@ -122,32 +114,23 @@ def step_instant(
     features = np.full((n, columns.shape[0]), math.nan)
     trends = np.full((n, trend_columns.shape[0]), math.nan)
     has_bar = np.zeros(n, dtype=np.bool_)
+    m = 0
     for j in range(n):
         has_bar[j] = not math.isnan(ohlcv[3, j])
-    # the market index: the mean log return of the symbols with a bar and a previous close,
-    # summed in universe order, and its cumulative level
-    total = 0.0
-    count = 0
-    any_bar = False
-    for j in range(n):
-        if not has_bar[j]:
-            continue
-        any_bar = True
-        log_close = _log(ohlcv[3, j])
-        previous = symbol_f[j, S_PREV_LOG]
-        symbol_f[j, S_PREV_LOG] = log_close
-        if symbol_i[j, S_HAS_PREV]:
-            r = log_close - previous
-            total = total + r if count else r
-            count += 1
-        symbol_i[j, S_HAS_PREV] = 1
-    if not any_bar:
+        m += has_bar[j]
+    if m == 0:
         return features, trends, has_bar, NO_BARS
-    market_return = total / count if count else 0.0
-    cumulative = index_f[I_CUM] + market_return if index_f[I_STARTED] else market_return
-    index_f[I_CUM] = cumulative
-    index_f[I_STARTED] = 1.0
-    level = math.exp(cumulative)
+    closes = np.empty(m)
+    slots = np.empty(m, dtype=np.int64)
+    k = 0
+    for j in range(n):
+        if has_bar[j]:
+            closes[k] = ohlcv[3, j]
+            slots[k] = j
+            k += 1
+    market_return, level = sk.market_index_step(
+        closes, slots, symbol_f[S_PREV_LOG], symbol_i[S_HAS_PREV], index_f
+    )
     above = 0
     counted = 0
     for j in range(n):

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trader_runtime.backtest.grid import trend_column
-from trader_runtime.decision.regime import RegimeConfig, StreamingRegime, regime_of_rule
+from trader_runtime.decision.regime import RegimeConfig, regime_of_rule, regime_state
 from trader_runtime.errors import RoboTraderError
 from trader_runtime.features.spec import DEFAULT_FEATURE_SET, FeatureSetSpec
 from trader_runtime.features.streaming import SessionBounds, epoch_us, feature_machine
@@ -209,8 +209,7 @@ class MarketState:
         self._feature_n = np.tile(fn, (n, 1))
         self._sessions = SessionBounds() if self._graphs.shape[0] > 1 else None
         self.feature_names: tuple[str, ...] = spec.feature_names(base)
-        self._regime = StreamingRegime(regime, base)
-        self._regime_f, self._regime_n = self._regime.state()
+        self._regime_f, self._regime_n = regime_state(regime, base)
         window = regime.window_bars(regime.breadth_window_sessions, base)
         self._symbol_f, self._symbol_i, self._breadth_values, self._index_f = mk.new_state(
             n, window
@@ -312,11 +311,7 @@ class MarketState:
             ohlcv[2, j] = bar.low
             ohlcv[3, j] = close
             ohlcv[4, j] = bar.volume
-        open_us = close_us = -1
-        if self._sessions is not None:
-            session = self._sessions.bounds(ts_us)
-            if session is not None:
-                open_us, close_us = session
+        open_us, close_us = (-1, -1) if self._sessions is None else self._sessions.of(ts_us)
         features, trends, has_bar, rule = mk.step_instant(
             self._program,
             self._graphs,
@@ -338,7 +333,7 @@ class MarketState:
         self._last_us = ts_us
         self._opened = None  # taken: the checkpoint need not hold it
         impact = self._impact
-        for symbol, bar in bars.items():
+        for symbol, bar in bars.items():  # a second pass: state moves once every bar passed
             impact[position[symbol]].on_bar(bar.close, bar.volume)
         if rule == mk.BAD_LEVEL:
             raise MarketStateError(f"the market index level at {ts} is not finite and positive")
