@@ -77,7 +77,7 @@ from trader_runtime.trading.trader import Trader
 T = TypeVar("T")
 SessionStatus = Literal["completed", "stopped", "killed", "failed"]
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 """The layout of the engine state a checkpoint holds. Raise it whenever a class the state pickles
 (``MarketState``, ``DecisionCore``, ``Trader`` and what they hold) changes its attributes: a
 session checkpointed under another layout is then refused with a clear error at start, instead of
