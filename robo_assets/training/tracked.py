@@ -2,9 +2,9 @@
 
 One parent run per family (per pipeline run), a nested run per fold; params, metrics, lineage tags;
 a feature-importance plot and a calibration plot as artifacts. The final model, refit on all data up
-to the end of the last fold, is logged with a signature and an input example (pyfunc ``predict``
-returns class probabilities) and registered as a new version of the registered model, tagged with
-its family and metrics.
+to the end of the last fold, is logged with a signature, an input example (pyfunc ``predict``
+returns class probabilities) and its pip requirements (``requirements.model_requirements``), and
+registered as a new version of the registered model, tagged with its family and metrics.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.pipeline import Pipeline
 
 from robo_assets.tracking import Tracking, code_version, data_fingerprint
+from robo_assets.training.requirements import model_requirements
 from robo_assets.training.walk_forward import (
     FoldResult,
     WalkForwardResult,
@@ -213,6 +214,7 @@ def train_family(
             input_example=example,
             registered_model_name=tracking.registered_model,
             pyfunc_predict_fn="predict_proba",
+            pip_requirements=model_requirements(family),
             # our own estimators (LightGBM boosters, the torch MLP) are outside skops' safe list
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         )

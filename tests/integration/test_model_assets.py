@@ -17,6 +17,12 @@ from trader_runtime.features.spec import DEFAULT_FEATURE_SET
 from trader_runtime.models.zoo import FAMILIES
 from trader_runtime.storage.lake import ParquetLake
 
+FAMILY_DISTRIBUTIONS = {
+    "random_forest": (),
+    "xgboost": ("xgboost-cpu",),
+    "lightgbm": ("lightgbm",),
+    "mlp": ("torch", "pytorch-lightning"),
+}
 FAST = {"ROBO_TRAIN_MAX_ROWS": "20000", "ROBO_TUNE_TRIALS": "3"}
 
 
@@ -73,6 +79,13 @@ def test_each_family_is_trained_logged_registered_and_loadable_as_probabilities(
     proba = np.asarray(model.predict(rows.to_pandas()))
     assert proba.shape == (7, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+    # the requirements name what the pickle imports, our estimator classes included
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
+    names = {r.split("==")[0] for r in requirements}
+    assert {"mlflow", "robo-trader", "scikit-learn", "cloudpickle", "numpy", "pandas"} <= names
+    assert set(FAMILY_DISTRIBUTIONS[family]) <= names
+    assert all("==" in r for r in requirements), requirements
 
     oos = lake.read("oos_predictions", "1m", family)
     assert {"symbol", "ts", "model", "fold", "probability"} <= set(oos.columns)
