@@ -77,6 +77,7 @@ def register_model(
             name="model",
             registered_model_name=name,
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=["scikit-learn"],  # not inferred in a subprocess: 5 s a model
         )
     version = str(info.registered_model_version)
     client = MlflowClient(tracking_uri)
