@@ -45,3 +45,4 @@ def test_the_figures_are_the_chosen_sessions_and_every_session_is_in_the_note() 
     assert by_metric["decision_cpu_p99_us"].value == pytest.approx(325.0)
     assert by_metric["decision_cpu_p99_us"].extra["bars_over_1ms"] == 0
     assert by_metric["decision_p50_us"].value == pytest.approx(100.0)
+    assert by_metric["journal_commit_p50_us"].value == pytest.approx(50.0)
