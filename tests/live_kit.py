@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 import mlflow
@@ -17,6 +18,8 @@ from sklearn.pipeline import Pipeline
 from tests.features_kit import all_timeframes
 from trader_runtime.backtest.engine import BacktestResult, run_backtest
 from trader_runtime.backtest.grid import build_grid
+from trader_runtime.brokers.base import BarQuote, OrderRequest
+from trader_runtime.brokers.paper import PaperBroker
 from trader_runtime.decision.config import TradingConfig
 from trader_runtime.decision.regime import breadth, classify_regimes
 from trader_runtime.features.batch import compute_features, market_index
@@ -131,3 +134,26 @@ def backtest_of(
         config.confirmation.timeframes,
     )
     return run_backtest(grid, config, model.version)
+
+
+def paper_trades(
+    broker: PaperBroker, symbol: str, fills: list[tuple[float, float]], *, start: datetime
+) -> list[float]:
+    """Fill each (qty, open price) of ``symbol`` at the paper broker, a bar each from ``start``
+    (or after the broker's last bar); returns the fill prices."""
+
+    first = start if broker.last_bar is None else max(start, broker.last_bar)
+
+    async def run() -> list[float]:
+        prices = []
+        for k, (qty, open_usd) in enumerate(fills):
+            ts = first + timedelta(minutes=2 * k + 1)
+            await broker.submit(OrderRequest(f"c{k}-{symbol}", symbol, qty, open_usd, ts))
+            quote = BarQuote(open_usd, open_usd, 1e9, 0.01, 1e9)
+            await broker.on_bar(ts + timedelta(minutes=1), {symbol: quote})
+            (execution,), _ = broker.drain()
+            assert execution.qty == qty
+            prices.append(execution.price_usd)
+        return prices
+
+    return asyncio.run(run())

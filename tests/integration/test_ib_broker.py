@@ -15,9 +15,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.fake_ib import Script, ThreadedGateway
+from tests.fake_ib import FakeGateway, Script, ThreadedGateway
 from tests.fake_ib.log_guard import ib_decoder_guard  # noqa: F401 - fixture
+from tests.fake_ib.state import PositionState
 from tests.ib_kit import (
+    CONFIG,
     LIVE_DAY,
     ib_config,
     loaded_gateway,
@@ -26,7 +28,8 @@ from tests.ib_kit import (
     realtime_subscriptions,
     run_engine,
 )
-from trader_runtime.brokers.base import BrokerError
+from trader_runtime.brokers.base import AccountState, BrokerError
+from trader_runtime.brokers.ib.broker import IbBroker
 from trader_runtime.brokers.ib.connection import IbConnection
 from trader_runtime.brokers.ib.guard import IbGuardError
 from trader_runtime.brokers.ib.historical import IbHistoricalSource
@@ -315,3 +318,22 @@ def test_a_silent_gateway_fails_the_heartbeat_and_the_connection_is_remade() -> 
         assert "heartbeat_failed" in kinds
         assert kinds.index("reconnected") > kinds.index("heartbeat_failed")
         assert on(gw, lambda g: g.connection_count) >= 2
+
+
+def test_the_account_gives_each_positions_average_cost(tmp_path: Path) -> None:
+    def hold(g: FakeGateway) -> None:
+        g.book.positions[("DU1234567", "AAA")] = PositionState(shares=100.0, avg_cost=123.45)
+        g.book.positions[("DU1234567", "BBB")] = PositionState(shares=-20.0, avg_cost=67.5)
+
+    async def account_of(port: int) -> AccountState:
+        broker = IbBroker(ib_config(port), costs=CONFIG.costs)
+        try:
+            return await broker.connect()
+        finally:
+            await broker.close()
+
+    with loaded_gateway() as gw:
+        on(gw, hold)
+        account = asyncio.run(account_of(gw.port))
+    assert account.positions == {"AAA": 100.0, "BBB": -20.0}
+    assert account.avg_cost_usd == {"AAA": 123.45, "BBB": 67.5}

@@ -4,12 +4,14 @@ watchdog, and the model's feature-set check."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tests.integration.test_live_parity import CONFIG, SYMBOLS, _feed
-from tests.live_kit import loaded_model, register_model
+from tests.live_kit import loaded_model, paper_trades, register_model
 from trader_runtime.brokers.paper import PaperBroker
 from trader_runtime.features.spec import DEFAULT_FEATURE_SET
 from trader_runtime.live.engine import LiveConfig, LiveEngine
@@ -172,3 +174,21 @@ def test_garbage_is_collected_between_bars_never_inside_one(tmp_path: Path) -> N
         gc.callbacks.pop()
         if enabled_before:
             gc.enable()
+
+
+def test_a_position_carried_in_from_the_account_is_stopped_out_at_its_cost(
+    tmp_path: Path,
+) -> None:
+    # one share bought far above this market: any bar of the session is below its stop
+    broker = PaperBroker(
+        tmp_path / "paper.json", costs=CONFIG.costs, initial_cash_usd=CONFIG.initial_cash_usd
+    )
+    [cost] = paper_trades(broker, "AAA", [(1.0, 100_000.0)], start=datetime(2024, 1, 2, tzinfo=UTC))
+    engine = _engine(tmp_path, max_bars=1)
+    asyncio.run(engine.run())
+    book = engine.state.trader.book
+    assert book.position[0] == 1.0  # the exit is decided at the first bar, filled at the next
+    assert book.avg_entry[0] == cost
+    decisions = engine.journal.decisions(engine.session_id)
+    [reason] = decisions.filter(pl.col("symbol") == "AAA")["reason"].to_list()
+    assert reason == "stop"  # without the account's cost: "expiry", or held by a signal

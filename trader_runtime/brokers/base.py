@@ -82,12 +82,14 @@ class BarQuote:
 
 @dataclass(frozen=True, slots=True)
 class AccountState:
-    """Who we are trading as, and what the broker says we hold."""
+    """Who we are trading as, and what the broker says we hold: shares per symbol and, where the
+    broker knows it, each position's average cost per share (USD; IB's ``avgCost``)."""
 
     account_id: str
     paper: bool
     cash_usd: float
     positions: Mapping[str, float] = field(default_factory=dict)
+    avg_cost_usd: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ change, so a restarted runtime finds the broker where it left it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -28,6 +29,7 @@ from trader_runtime.brokers.base import (
 )
 from trader_runtime.execution.costs import CostModel, Fill
 from trader_runtime.execution.fills import simulate_fill
+from trader_runtime.trading.book import average_entry
 
 PAPER_ACCOUNT = "DU0000000"
 
@@ -80,7 +82,17 @@ class PaperBroker:
 
     def _account(self) -> AccountState:
         held = {s: q for s, q in self.positions.items() if q != 0.0}
-        return AccountState(self.account_id, True, self.cash_usd, held)
+        return AccountState(self.account_id, True, self.cash_usd, held, self._avg_cost(held))
+
+    def _avg_cost(self, held: Mapping[str, float]) -> dict[str, float]:
+        """Each held position's average fill price, from the executions (the book's rule)."""
+        qty: dict[str, float] = {}
+        avg: dict[str, float] = {}
+        for e in self.executions:
+            old = qty.get(e.symbol, 0.0)
+            avg[e.symbol] = average_entry(old, avg.get(e.symbol, math.nan), e.qty, e.price_usd)
+            qty[e.symbol] = old + e.qty
+        return {s: avg[s] for s in held if math.isfinite(avg.get(s, math.nan))}
 
     # -- orders --------------------------------------------------------------------------------
 

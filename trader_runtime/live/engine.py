@@ -388,9 +388,12 @@ class LiveEngine:
         for instant in self.feed.history():
             market.update(instant)
         trader = Trader(self.symbols, self.trading, model=self.model.version)
-        trader.book.cash = account.cash_usd
+        book = trader.book
+        book.cash = account.cash_usd
         for j, symbol in enumerate(self.symbols):
-            trader.book.position[j] = account.positions.get(symbol, 0.0)
+            book.position[j] = account.positions.get(symbol, 0.0)
+            if book.position[j] != 0.0:  # the stops act on a position carried in at its cost
+                book.avg_entry[j] = account.avg_cost_usd.get(symbol, math.nan)
         return _State(market=market, trader=trader)
 
     # -- reconciliation ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ broker or simulator produced it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,16 +111,9 @@ class Ledger:
                 self.open_trades[j] = _Trade(
                     side=sign(fill.qty), entry_ts=ts_us, entry_bar=bar, regime=regime
                 )
-                book.avg_entry[j] = fill.price_usd
-            else:
-                held = abs(old)
-                book.avg_entry[j] = (book.avg_entry[j] * held + fill.price_usd * opening) / (
-                    held + opening
-                )
             self._flow(j, fill, opening / abs(fill.qty), exiting=False)
+        book.avg_entry[j] = average_entry(old, float(book.avg_entry[j]), fill.qty, fill.price_usd)
         book.position[j] = new
-        if new == 0.0:
-            book.avg_entry[j] = np.nan
         trade = self.open_trades[j]
         if trade is not None:
             trade.max_qty = max(trade.max_qty, abs(new))
@@ -164,6 +158,22 @@ class Ledger:
             }
         )
         self.open_trades[j] = None
+
+
+def average_entry(old_qty: float, old_avg_usd: float, fill_qty: float, price_usd: float) -> float:
+    """A position's average entry price (USD) after a fill of ``fill_qty`` at ``price_usd``: a
+    position opened or flipped enters at the fill price, one enlarged averages by shares, one
+    reduced keeps its entry, a flat one has none (NaN). An unknown entry (NaN) stays unknown
+    until the position is flat or flipped."""
+    new = old_qty + fill_qty
+    if new == 0.0:
+        return math.nan
+    if old_qty == 0.0 or sign(new) != sign(old_qty):
+        return price_usd
+    if sign(fill_qty) != sign(old_qty):
+        return old_avg_usd
+    held, opening = abs(old_qty), abs(fill_qty)
+    return (old_avg_usd * held + price_usd * opening) / (held + opening)
 
 
 def sign(x: float) -> float:

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -145,16 +146,19 @@ class IbBroker:
     def _account(self) -> AccountState:
         account = self.conn.account
         positions: dict[str, float] = {}
+        avg_cost: dict[str, float] = {}
         for p in self.ib.positions(account):
             if p.position != 0:
                 positions[p.contract.symbol] = float(p.position)
+                if 0.0 < p.avgCost < math.inf:  # per share for stocks, commissions included
+                    avg_cost[p.contract.symbol] = float(p.avgCost)
         cash = 0.0
         for value in self.ib.accountValues(account):
             if value.tag == "TotalCashValue" and value.currency in ("USD", "BASE"):
                 cash = float(value.value)
                 if value.currency == "USD":
                     break
-        return AccountState(account, account.startswith("D"), cash, positions)
+        return AccountState(account, account.startswith("D"), cash, positions, avg_cost)
 
     # -- orders --------------------------------------------------------------------------------
 

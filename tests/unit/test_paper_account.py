@@ -1,0 +1,57 @@
+"""The paper account tells the engine what it holds and at what average cost, across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.live_kit import paper_trades
+from trader_runtime.brokers.base import AccountState
+from trader_runtime.brokers.paper import PaperBroker
+from trader_runtime.decision.config import TradingConfig
+
+CONFIG = TradingConfig()
+T0 = datetime(2024, 7, 1, 14, 0, tzinfo=UTC)
+
+
+def _broker(path: Path) -> PaperBroker:
+    return PaperBroker(path, costs=CONFIG.costs, initial_cash_usd=1_000_000.0)
+
+
+def _account(broker: PaperBroker) -> AccountState:
+    return asyncio.run(broker.connect())
+
+
+def test_an_enlarged_position_averages_its_fills_and_a_reduced_one_keeps_its_cost(
+    tmp_path: Path,
+) -> None:
+    broker = _broker(tmp_path / "paper.json")
+    p = paper_trades(broker, "AAA", [(100.0, 50.0), (300.0, 60.0), (-200.0, 70.0)], start=T0)
+    account = _account(broker)
+    assert account.positions == {"AAA": 200.0}
+    assert account.avg_cost_usd["AAA"] == pytest.approx((100 * p[0] + 300 * p[1]) / 400)
+    assert p[0] != p[1]  # the fill prices carry the costs: the average is not the quotes'
+
+
+def test_a_flipped_position_costs_its_flipping_fill_and_a_flat_one_has_no_cost(
+    tmp_path: Path,
+) -> None:
+    broker = _broker(tmp_path / "paper.json")
+    p = paper_trades(broker, "AAA", [(100.0, 50.0), (-150.0, 40.0)], start=T0)
+    paper_trades(broker, "BBB", [(10.0, 20.0), (-10.0, 21.0)], start=T0)
+    account = _account(broker)
+    assert account.positions == {"AAA": -50.0}
+    assert account.avg_cost_usd == {"AAA": p[1]}
+
+
+def test_the_cost_survives_a_restart_of_the_broker(tmp_path: Path) -> None:
+    path = tmp_path / "paper.json"
+    p = paper_trades(_broker(path), "AAA", [(100.0, 50.0)], start=T0)
+    account = _account(_broker(path))
+    assert account.positions == {"AAA": 100.0}
+    assert account.avg_cost_usd == {"AAA": p[0]}
+    assert not math.isnan(p[0])
