@@ -74,11 +74,13 @@ def line_plot(frame: pl.DataFrame, x: str, y: str, *, title: str) -> dg.Metadata
 
 
 def correlation_plot(frame: pl.DataFrame, *, title: str) -> dg.MetadataValue:  # type: ignore[type-arg]
-    """Heatmap of pairwise Pearson correlations between the columns of ``frame``."""
+    """Heatmap of pairwise Pearson correlations between the columns of ``frame`` (a constant
+    column has none: its cells are blank)."""
     import numpy as np
 
     data = frame.fill_null(strategy="zero").to_numpy()
-    corr = np.corrcoef(data, rowvar=False)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant column: NaN, not a warning
+        corr = np.corrcoef(data, rowvar=False)
     fig, ax = plt.subplots(figsize=(9, 8))
     image = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(len(frame.columns)), frame.columns, rotation=90, fontsize=6)
