@@ -10,8 +10,10 @@ registered as a new version of the registered model, tagged with its family and 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,28 @@ def _log_figure(fig: plt.Figure | None, name: str) -> None:
 
 
 OOS_ARTIFACT = "oos/oos_predictions.parquet"
+CLOUDPICKLE_NOTICE = "Saving scikit-learn models in the pickle or cloudpickle format"
+
+
+class _ChosenFormatNotice(logging.Filter):
+    """Drops MLflow's notice that a cloudpickled model runs code when it is loaded. The format is
+    chosen (our own estimators are outside skops' safe list) and the registry is the project's
+    own; it would otherwise repeat in the terminal for every model logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(CLOUDPICKLE_NOTICE)
+
+
+@contextmanager
+def cloudpickle_notice_dropped() -> Iterator[None]:
+    """While logging a model: MLflow's cloudpickle notice dropped, every other record kept."""
+    logger = logging.getLogger("mlflow.sklearn")
+    notice = _ChosenFormatNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 def _log_predictions(predictions: pl.DataFrame) -> None:
@@ -207,17 +231,19 @@ def train_family(
         )
         example = training_set.select(feature_names).head(5).to_pandas()
         signature = infer_signature(example, final.predict_proba(example))
-        info = mlflow.sklearn.log_model(
-            final,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=tracking.registered_model,
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=model_requirements(family),
-            # our own estimators (LightGBM boosters, the torch MLP) are outside skops' safe list
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-        )
+        with cloudpickle_notice_dropped():
+            info = mlflow.sklearn.log_model(
+                final,
+                name="model",
+                signature=signature,
+                input_example=example,
+                registered_model_name=tracking.registered_model,
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=model_requirements(family),
+                # our own estimators (LightGBM boosters, the torch MLP) are outside skops' safe
+                # list
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            )
     version = str(info.registered_model_version)
     client = tracking.client()
     version_tags = {

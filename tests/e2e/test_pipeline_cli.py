@@ -54,6 +54,8 @@ def test_pipeline_materializes_the_universe_in_the_project_instance(
     assert "checks not passed" not in text
     assert "where to look" in text
     assert "DEBUG" not in text  # Dagster's event log stays in the UI, not the terminal
+    assert "cloudpickle format" not in text  # MLflow's notice of the chosen format, once a model
+    assert "RuntimeWarning" not in text
 
     lake = ParquetLake(robo_env.data_dir / "lake")
     assert lake.symbols("bars", "1d") == ["AAA", "SP500"]
