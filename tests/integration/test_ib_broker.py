@@ -136,12 +136,15 @@ def test_a_correction_replaces_the_fill_it_corrects(tmp_path: Path) -> None:
             assert_books_agree(gw, journal, summary.session_id)
 
 
-def test_paper_mode_refuses_a_live_account(tmp_path: Path) -> None:
-    with (
-        loaded_gateway(accounts=("U7654321",)) as gw,
-        pytest.raises(IbGuardError, match="U7654321"),
-    ):
-        asyncio.run(IbConnection(ib_config(gw.port)).connect())
+def test_paper_mode_refuses_a_live_account_and_hangs_up(tmp_path: Path) -> None:
+    with loaded_gateway(accounts=("U7654321",)) as gw:
+        with pytest.raises(IbGuardError, match="U7654321"):
+            asyncio.run(IbConnection(ib_config(gw.port)).connect())
+        # the refused connection does not hold its client id until a garbage collection
+        deadline = time.monotonic() + 2.0
+        while on(gw, lambda g: g.connected_client_ids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert on(gw, lambda g: g.connected_client_ids) == []
 
 
 def test_a_client_id_in_use_is_retried_then_refused_naming_326(tmp_path: Path) -> None:

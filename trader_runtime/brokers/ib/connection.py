@@ -134,7 +134,11 @@ class IbConnection:
                 attempt += 1
                 await asyncio.sleep(backoff_s(attempt, cfg.backoff_initial_s, cfg.backoff_max_s))
                 continue
-            self.account = check_accounts(cfg, self.ib.managedAccounts())
+            try:
+                self.account = check_accounts(cfg, self.ib.managedAccounts())
+            except Exception:
+                self.ib.disconnect()  # refused: the client id is not held until a garbage collection
+                raise
             self.paused = False
             self._event("connected", account=self.account, client_id=self.client_id)
             return
