@@ -135,8 +135,10 @@ def _pairwise(a: FloatArray, start: int, n: int) -> float:
 
 @_jit
 def pairwise_sum(a: FloatArray) -> float:
-    """``float(a.sum())`` of a contiguous 1-D float64 array, in NumPy's pairwise order."""
-    return _pairwise(a, 0, a.shape[0])
+    """``float(a.sum())`` of a contiguous 1-D float64 array, in NumPy's pairwise order. NumPy's
+    reduction starts from its identity, +0.0, so a sum of negative zeros is +0.0 (the unrolled
+    block alone would give -0.0); adding +0.0 changes no other result."""
+    return 0.0 + _pairwise(a, 0, a.shape[0])
 
 
 @_jit
