@@ -7,13 +7,20 @@ this first; with a warm cache it only loads them (a second or two).
 
 Each group runs the real entry points on a tiny input, with the types the live loop and the
 backtest pass, so the compiled signatures are the ones used.
+
+numba's cache checks only the source file of the function it compiled, not the kernels it calls
+in other modules nor the constants it froze from them: after an edit or an upgrade, a caller's
+cached code could keep the old callee. So the caches are dropped first whenever any source of
+``trader_runtime`` differs from the sources they were compiled from (``clear_stale_kernels``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +37,33 @@ from trader_runtime.models import inference, network_kernels
 from trader_runtime.trading.trader import Trader
 
 _TS = datetime(2024, 7, 1, 14, 31, tzinfo=UTC)
+PACKAGE_ROOT = Path(__file__).resolve().parent
+STAMP_NAME = "numba-sources.sha256"
+
+
+def sources_digest(root: Path) -> str:
+    """SHA-256 of every ``.py`` file under ``root`` (relative paths and contents, sorted)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def clear_stale_kernels(root: Path = PACKAGE_ROOT) -> int:
+    """Delete numba's cache files under ``root`` unless they were compiled from the sources as
+    they are now; record the sources' digest. Returns the number of files deleted."""
+    stamp = root / "__pycache__" / STAMP_NAME
+    digest = sources_digest(root)
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return 0
+    stale = [p for pattern in ("*.nbi", "*.nbc") for p in root.rglob(pattern)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest + "\n")
+    return len(stale)
 
 
 def _features() -> None:
@@ -130,5 +164,10 @@ def warm() -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    dropped = clear_stale_kernels()
+    if dropped:
+        print(
+            f"numba kernels: sources changed since they were cached; {dropped} cache files dropped"
+        )
     timings = warm()
     print("numba kernels ready: " + ", ".join(f"{name} {s:.1f} s" for name, s in timings.items()))

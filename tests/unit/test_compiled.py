@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+from trader_runtime.compiled import clear_stale_kernels
 
 # run in a fresh interpreter: in a test worker, other tests may have compiled the kernels already
 _PROBE = """
@@ -53,3 +56,29 @@ def test_every_group_of_kernels_compiles_the_entry_points_the_live_path_calls() 
         ]
     )
     assert report["missing"] == []  # each has a compiled signature after warm() alone
+
+
+def _package(root: Path) -> tuple[Path, Path]:
+    (root / "__pycache__").mkdir(parents=True)
+    (root / "sub" / "__pycache__").mkdir(parents=True)
+    (root / "callee.py").write_text("def f(): return 1\n")
+    (root / "sub" / "caller.py").write_text("from callee import f\n")
+    index = root / "sub" / "__pycache__" / "caller.caller-1.py311.nbi"
+    data = root / "sub" / "__pycache__" / "caller.caller-1.py311.1.nbc"
+    return index, data
+
+
+def test_caches_are_dropped_when_any_source_changed_and_kept_otherwise(tmp_path: Path) -> None:
+    index, data = _package(tmp_path)
+    assert clear_stale_kernels(tmp_path) == 0  # nothing cached yet; the sources are recorded
+    for path in (index, data):
+        path.write_bytes(b"compiled")
+    assert clear_stale_kernels(tmp_path) == 0  # unchanged sources: the cache stays
+    assert index.exists()
+    assert data.exists()
+    # the callee changes in another module: numba would not notice, the caller's cache goes
+    (tmp_path / "callee.py").write_text("def f(): return 2\n")
+    assert clear_stale_kernels(tmp_path) == 2
+    assert not index.exists()
+    assert not data.exists()
+    assert clear_stale_kernels(tmp_path) == 0
