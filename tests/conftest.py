@@ -8,8 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# no per-example deadline: the first example of a property may compile a numba kernel (half a
+# second, seen in CI as a DeadlineExceeded "flaky" failure), and this 2-core VM shares its CPUs
+settings.register_profile("robo", deadline=None)
+settings.load_profile("robo")
 
 
 @dataclass(frozen=True)
