@@ -169,15 +169,16 @@ def _one_symbol(model: LoadedModel, bars: int) -> OneSymbolSession:
     )
 
 
+def _steal_text(steal_pct: float | None) -> str:
+    return "n/a" if steal_pct is None else f"{steal_pct:.1f}%"
+
+
 def _one_symbol_measurements(label: str, sessions: list[OneSymbolSession]) -> list[Measurement]:
     chosen = quietest(sessions)
     samples, cpu = chosen.wall_us, chosen.cpu_us
     over = [(w, c) for w, c in zip(samples, cpu, strict=True) if w > 1000.0]
     waiting = sum(c <= 1000.0 for _, c in over)  # over 1 ms of wall, under 1 ms of CPU
-    every = ", ".join(
-        f"{s.p99_us:,.0f} us at {'n/a' if s.steal_pct is None else f'{s.steal_pct:.1f}%'}"
-        for s in sessions
-    )
+    every = ", ".join(f"{s.p99_us:,.0f} us at {_steal_text(s.steal_pct)}" for s in sessions)
     extra = {
         "model": label,
         "bars": len(samples),
@@ -188,7 +189,7 @@ def _one_symbol_measurements(label: str, sessions: list[OneSymbolSession]) -> li
         "session_steal_pct": [s.steal_pct for s in sessions],
         "note": f"model {label}",
     }
-    steal = "n/a" if chosen.steal_pct is None else f"{chosen.steal_pct:.1f}%"
+    steal = _steal_text(chosen.steal_pct)
     return [
         Measurement(NAME, "decision_p50_us", _pct(samples, 50), "us", extra),
         Measurement(

@@ -240,8 +240,7 @@ def train_family(
                 registered_model_name=tracking.registered_model,
                 pyfunc_predict_fn="predict_proba",
                 pip_requirements=model_requirements(family),
-                # our own estimators (LightGBM boosters, the torch MLP) are outside skops' safe
-                # list
+                # our estimators (LightGBM boosters, the torch MLP) are outside skops' safe list
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
             )
     version = str(info.registered_model_version)

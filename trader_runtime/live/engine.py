@@ -77,13 +77,11 @@ from trader_runtime.trading.trader import Trader
 T = TypeVar("T")
 SessionStatus = Literal["completed", "stopped", "killed", "failed"]
 
-# the engine state's layout in a checkpoint, raised when a pickled class changes (4: the market
-# state's per-slot volume history is one array per symbol)
 CHECKPOINT_FORMAT = 4
 """The layout of the engine state a checkpoint holds. Raise it whenever a class the state pickles
 (``MarketState``, ``DecisionCore``, ``Trader`` and what they hold) changes its attributes: a
 session checkpointed under another layout is then refused with a clear error at start, instead of
-failing mid-session."""
+failing mid-session. 4: the market state's per-slot volume history is one array per symbol."""
 
 
 class CheckpointError(RoboTraderError):
