@@ -225,8 +225,8 @@ def _one_symbol_measurements(label: str, sessions: list[OneSymbolSession]) -> li
             "us",
             {
                 **extra,
-                "note": f"model {label}: the DuckDB commit before orders go out "
-                "(the engine's checkpoint included)",
+                "note": f"model {label}: the DuckDB commit before orders go out (the "
+                "instant's bars and the engine's checkpoint but the market state)",
             },
         ),
     ]
@@ -255,6 +255,8 @@ def run(quick: bool) -> list[Measurement]:
         with tempfile.TemporaryDirectory(prefix="robo-bench-latency-") as tmp:
             engine = _session(symbols, model, 2, universe_bars, Path(tmp))
         samples = list(engine.latencies_us)[1:]
+        commits = list(engine.commit_us)[1:]
+        saves = list(engine.market_save_us)
         extra = {
             "model": label,
             "bars": len(samples),
@@ -264,5 +266,24 @@ def run(quick: bool) -> list[Measurement]:
         out += [
             Measurement(NAME, "universe_p50_ms", _pct(samples, 50) / 1000.0, "ms", extra),
             Measurement(NAME, "universe_p99_ms", _pct(samples, 99) / 1000.0, "ms", extra),
+            Measurement(
+                NAME,
+                "universe_commit_p50_ms",
+                _pct(commits, 50) / 1000.0,
+                "ms",
+                {**extra, "note": f"model {label}: the journal commit before orders go out"},
+            ),
+            Measurement(
+                NAME,
+                "universe_market_save_ms",
+                _pct(saves, 50) / 1000.0,
+                "ms",
+                {
+                    **extra,
+                    "saves": len(saves),
+                    "note": f"model {label}: saving the market state, every "
+                    f"{engine.live.market_checkpoint_bars} bars after the orders went out",
+                },
+            ),
         ]
     return out

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,11 +20,14 @@ from trader_runtime.live.journal import (
     EquityRecord,
     EventRecord,
     FillRecord,
+    InstantRecord,
     IntentRecord,
     Journal,
     JournalError,
     PositionRecord,
 )
+from trader_runtime.market.bars import Bar
+from trader_runtime.market.instant import MarketInstant
 
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
 SID = "s1"
@@ -344,6 +348,67 @@ def test_only_the_newest_checkpoint_is_kept_and_it_survives_reopening(tmp_path: 
         other = journal.latest_checkpoint("other")
         assert other is not None
         assert other.state == b"other"
+
+
+def _instant(k: int, symbols: Sequence[str] = ("AAA", "BBB")) -> InstantRecord:
+    ts = _minute(k)
+    bars = {s: Bar(ts, 10.0 + k, 11.0 + k, 9.0 + k, 10.5 + k, float(100 * k)) for s in symbols}
+    return InstantRecord(k, MarketInstant(ts, bars))
+
+
+def _values(bar: Bar) -> np.ndarray:
+    return np.array([bar.open, bar.high, bar.low, bar.close, bar.volume])
+
+
+def test_instants_come_back_as_committed_with_their_bars_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.duckdb"
+    no_volume = Bar(_minute(2), 1.0, 2.0, 0.5, 1.5, float("nan"))
+    odd = InstantRecord(2, MarketInstant(_minute(2), {"BBB": no_volume}))
+    committed = [_instant(0, ("BBB", "AAA")), _instant(1, ()), odd, _instant(3)]
+    with Journal(path) as journal:
+        _start(journal)
+        _start(journal, "other")
+        journal.commit_bar(replace(_bar(0, sid="other"), instant=_instant(0, ("AAA",))))
+        for record in committed:
+            journal.commit_bar(replace(_bar(record.bar, equity_usd=1.0), instant=record))
+    with Journal(path) as journal:
+        got = journal.market_instants(SID, 0, 4)
+        assert [r.bar for r in got] == [0, 1, 2, 3]
+        for want, have in zip(committed, got, strict=True):
+            assert have.instant.ts == want.instant.ts
+            assert list(have.instant.bars) == list(want.instant.bars)  # the order they came
+            for symbol, bar in want.instant.bars.items():
+                back = have.instant.bars[symbol]
+                assert back.ts == bar.ts
+                np.testing.assert_array_equal(_values(back), _values(bar))  # NaN volume kept
+        assert have.instant.bars == committed[3].instant.bars
+        assert got[1].instant.bars == {}  # an instant without bars is kept as one
+        assert [r.bar for r in journal.market_instants(SID, 1, 3)] == [1, 2]
+        assert journal.market_instants(SID, 4, 9) == []
+        assert [r.bar for r in journal.market_instants("other", 0, 9)] == [0]
+
+
+def test_a_bar_refused_midway_leaves_no_instant(journal: Journal) -> None:
+    journal.commit_bar(replace(_bar(0, intents=[_intent("c0")]), instant=_instant(0)))
+    with pytest.raises(JournalError, match="duplicate client_order_id"):
+        journal.commit_bar(replace(_bar(1, intents=[_intent("c0", 1)]), instant=_instant(1)))
+    assert [r.bar for r in journal.market_instants(SID, 0, 9)] == [0]
+
+
+def test_only_the_newest_market_checkpoint_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "journal.duckdb"
+    with Journal(path) as journal:
+        _start(journal)
+        assert journal.latest_market_checkpoint(SID) is None
+        for bar in (0, 30, 60):
+            journal.write_market_checkpoint(SID, bar, _minute(bar), f"market{bar}".encode())
+        with pytest.raises(JournalError, match="unknown session"):
+            journal.write_market_checkpoint("never", 0, T0, b"x")
+    assert _count(path, "SELECT count(*) FROM market_checkpoints") == 1
+    with Journal(path) as journal:
+        saved = journal.latest_market_checkpoint(SID)
+        assert saved is not None
+        assert (saved.bar, saved.ts, saved.state) == (60, _minute(60), b"market60")
 
 
 def test_positions_are_the_latest_snapshot_and_empty_once_flat(journal: Journal) -> None:

@@ -12,12 +12,15 @@ the backtest's order:
    ``Trader`` books the executions, the book is marked (daily loss guard), the model scores, the
    decision core decides, and the working parents cut their children through the risk checks;
 3. the journal commits, in one transaction: fills, decisions (with their feature snapshot),
-   order intents with their client order ids, positions, equity, events, and a checkpoint of the
-   whole engine state; only then do the orders go out.
+   order intents with their client order ids, positions, equity, events, the instant's bars and
+   a checkpoint of the engine state but the market state; only then do the orders go out.
+4. every ``LiveConfig.market_checkpoint_bars`` bars, after the orders went out, the worker saves
+   the market state (features, regime, volume profiles: most of the state's bytes) on its own.
 
 A restart finds the newest running session of the same broker and universe in the journal,
-restores the checkpoint, books the executions the broker made meanwhile (by ``exec_id``), sends
-intents that never reached the broker (by ``client_order_id``, which the broker deduplicates) and
+restores the checkpoint and the last market state, replays the instants journaled since onto the
+market state, books the executions the broker made meanwhile (by ``exec_id``), sends intents
+that never reached the broker (by ``client_order_id``, which the broker deduplicates) and
 continues the feed after the checkpoint's bar.
 """
 
@@ -33,7 +36,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +66,7 @@ from trader_runtime.live.journal import (
     EquityRecord,
     EventRecord,
     FillRecord,
+    InstantRecord,
     IntentRecord,
     Journal,
     PositionRecord,
@@ -77,11 +81,13 @@ from trader_runtime.trading.trader import Trader
 T = TypeVar("T")
 SessionStatus = Literal["completed", "stopped", "killed", "failed"]
 
-CHECKPOINT_FORMAT = 4
+CHECKPOINT_FORMAT = 5
 """The layout of the engine state a checkpoint holds. Raise it whenever a class the state pickles
 (``MarketState``, ``DecisionCore``, ``Trader`` and what they hold) changes its attributes: a
 session checkpointed under another layout is then refused with a clear error at start, instead of
-failing mid-session. 4: the market state's per-slot volume history is one array per symbol."""
+failing mid-session. 4: the market state's per-slot volume history is one array per symbol.
+5: the market state is saved on its own (every ``market_checkpoint_bars`` bars) and replayed from
+the journaled instants; a bar's checkpoint holds the rest."""
 
 
 class CheckpointError(RoboTraderError):
@@ -98,6 +104,9 @@ class LiveConfig(BaseModel):
     observation_interval_s: float = Field(default=60.0, gt=0.0)
     flatten_on_stop: bool = False
     resume: bool = True
+    market_checkpoint_bars: int = Field(default=30, ge=1)
+    """Save the market state every this many bars (between bars, after the orders went out); a
+    restart replays at most this many journaled instants onto the last one."""
     control_dir: Path | None = None
     bar_interval_s: float | None = Field(default=None, gt=0.0)
     """Expected wall seconds between bars (feeds on an accelerated clock: 60 / speed); enables
@@ -190,9 +199,8 @@ class SessionSummary:
 
 @dataclass(slots=True)
 class _State:
-    """Everything a checkpoint restores."""
+    """Everything a bar's checkpoint restores (the market state is saved on its own)."""
 
-    market: MarketState
     trader: Trader
     bar: int = 0
     last_ts: datetime | None = None
@@ -252,7 +260,11 @@ class LiveEngine:
         # was not running (preempted by the OS, or its virtual CPU by the hypervisor)
         self.latencies_cpu_us: deque[float] = deque(maxlen=100_000)
         self.commit_us: deque[float] = deque(maxlen=100_000)
+        self.market_save_us: deque[float] = deque(maxlen=100_000)  # between bars (worker)
         self._state: _State | None = None
+        self._market: MarketState | None = None
+        self._market_saved_bar = 0  # the bar count of the last market state saved
+        self._market_saving: Future[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-engine")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_reason: str | None = None
@@ -289,6 +301,12 @@ class LiveEngine:
         if self._state is None:
             raise RoboTraderError("the engine has not started")
         return self._state
+
+    @property
+    def market(self) -> MarketState:
+        if self._market is None:
+            raise RoboTraderError("the engine has not started")
+        return self._market
 
     # -- the session ---------------------------------------------------------------------------
 
@@ -348,7 +366,9 @@ class LiveEngine:
         found = self.journal.resumable_session(broker=self.broker.name, symbols=self.symbols)
         checkpoint = None if found is None else self.journal.latest_checkpoint(found.session_id)
         if found is not None and checkpoint is not None and self.live.resume:
-            self._state = _restore(found.session_id, checkpoint.state)
+            state = _restore(found.session_id, checkpoint.state)
+            self._market = await self._in_worker(self._replayed_market, found.session_id, state)
+            self._state = state
             self.session_id = found.session_id
             self.resumed = True
             self._event("resumed", {"checkpoint_ts": checkpoint.ts.isoformat()})
@@ -361,7 +381,7 @@ class LiveEngine:
                 ended_at=_now(),
             )
         self.session_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-        state = await self._in_worker(self._fresh_state, account)
+        self._market, state = await self._in_worker(self._fresh_state, account)
         self._state = state
         self.journal.start_session(
             self.session_id,
@@ -377,8 +397,9 @@ class LiveEngine:
             },
             started_at=_now(),
         )
+        await self._in_worker(self._save_market)
 
-    def _fresh_state(self, account: AccountState) -> _State:
+    def _fresh_state(self, account: AccountState) -> tuple[MarketState, _State]:
         market = MarketState(
             self.symbols,
             self.trading.confirmation.timeframes if self.trading.confirmation.enabled else (),
@@ -394,7 +415,35 @@ class LiveEngine:
             book.position[j] = account.positions.get(symbol, 0.0)
             if book.position[j] != 0.0:  # the stops act on a position carried in at its cost
                 book.avg_entry[j] = account.avg_cost_usd.get(symbol, math.nan)
-        return _State(market=market, trader=trader)
+        return market, _State(trader=trader)
+
+    def _save_market(self) -> None:
+        """Save the market state as it is after the session's ``state.bar`` instants (in the
+        worker, between bars)."""
+        started = time.perf_counter_ns()
+        state, market = self.state, self.market
+        blob = pickle.dumps((CHECKPOINT_FORMAT, market), protocol=pickle.HIGHEST_PROTOCOL)
+        ts = state.last_ts or _now()
+        self.journal.write_market_checkpoint(self.session_id, state.bar, ts, blob)
+        self._market_saved_bar = state.bar
+        self.market_save_us.append((time.perf_counter_ns() - started) / 1000.0)
+
+    def _replayed_market(self, session_id: str, state: _State) -> MarketState:
+        """The session's last saved market state with the instants journaled since replayed
+        onto it, up to the checkpoint's bar; refused (``CheckpointError``) when the journal
+        lacks either."""
+        saved = self.journal.latest_market_checkpoint(session_id)
+        if saved is None:
+            raise CheckpointError(_refusal(session_id, "no market state saved"))
+        market = _restore_market(session_id, saved.state)
+        instants = self.journal.market_instants(session_id, saved.bar, state.bar)
+        if [r.bar for r in instants] != list(range(saved.bar, state.bar)):
+            what = f"instants {saved.bar}..{state.bar - 1} not all journaled"
+            raise CheckpointError(_refusal(session_id, what))
+        for record in instants:
+            market.update(record.instant)
+        self._market_saved_bar = saved.bar
+        return market
 
     # -- reconciliation ------------------------------------------------------------------------
 
@@ -471,7 +520,8 @@ class LiveEngine:
             self._stale = False
             self._event("data_resumed", {"ts": instant.ts.isoformat()})
         state = self.state
-        market = state.market
+        await self._market_saved()  # the market state is the worker's until saved
+        market = self.market
         market.open_instant(instant)
         bars = instant.bars
         quotes = {
@@ -489,11 +539,19 @@ class LiveEngine:
         if state.trader.risk.halted and not halted_before:
             await self._cancel_working()
         await self._send(intents)
-        # the worker's next job when one is due (after the orders went out, before the next bar);
-        # most bars none is, and the worker is not woken for nothing
+        # the worker's next jobs when due (after the orders went out, before the next bar); most
+        # bars none is, and the worker is not woken for nothing
+        if state.bar - self._market_saved_bar >= self.live.market_checkpoint_bars:
+            self._market_saving = self._pool.submit(self._save_market)
         if _due_generation() is not None:
             self._pool.submit(_collect_garbage)
         self._maybe_observe()
+
+    async def _market_saved(self) -> None:
+        """Wait for the market state being saved, if it is (raising what the save raised)."""
+        saving, self._market_saving = self._market_saving, None
+        if saving is not None:
+            await asyncio.wrap_future(saving)
 
     def _bar(
         self, instant: MarketInstant, executions: list[Execution], finals: list[OrderStatus]
@@ -501,11 +559,14 @@ class LiveEngine:
         """The worker's part of a bar: the market state takes it, then ``_step``."""
         started = time.perf_counter_ns()
         started_cpu = time.thread_time_ns()
-        row = self.state.market.update(instant)
-        return self._step(row, executions, finals, started_ns=started, started_cpu_ns=started_cpu)
+        row = self.market.update(instant)
+        return self._step(
+            instant, row, executions, finals, started_ns=started, started_cpu_ns=started_cpu
+        )
 
     def _step(
         self,
+        instant: MarketInstant,
         row: MarketRow,
         executions: list[Execution],
         finals: list[OrderStatus],
@@ -546,7 +607,7 @@ class LiveEngine:
             children = trader.flatten_children(t, ts_us)
         else:
             children = trader.children(
-                t, ts_us, lambda: state.market.expected_volume(slices), equity
+                t, ts_us, lambda: self.market.expected_volume(slices), equity
             )
         intents = self._intents(row.ts, t, children)
         decided = time.perf_counter_ns()
@@ -571,6 +632,7 @@ class LiveEngine:
             decisions=decisions,
             intents=intents,
             equity=self._equity_record(row.ts, equity, regime),
+            instant=InstantRecord(t, instant),
         )
         self.commit_us.append((time.perf_counter_ns() - decided) / 1000.0)
         return intents
@@ -651,7 +713,7 @@ class LiveEngine:
     ) -> list[DecisionRecord]:
         out = []
         index = self._column
-        names = self.state.market.feature_names
+        names = self.market.feature_names
         for d in rows:
             j = index[d["symbol"]]
             out.append(
@@ -850,6 +912,7 @@ class LiveEngine:
             )
         state = self.state
         try:
+            await self._market_saved()
             await self._wind_down()
         finally:
             summary = SessionSummary(
@@ -924,6 +987,7 @@ class LiveEngine:
         intents: Sequence[IntentRecord] = (),
         equity: EquityRecord | None = None,
         snapshot: bool = True,
+        instant: InstantRecord | None = None,
     ) -> None:
         """One journal transaction: what happened, the positions (and pending events) when
         ``snapshot``, and a checkpoint of the engine state after it. The orders that finished
@@ -950,6 +1014,7 @@ class LiveEngine:
                 equity=equity,
                 events=self._drain_events() if snapshot else (),
                 checkpoint=self._checkpoint(),
+                instant=instant,
             )
         )
 
@@ -993,16 +1058,27 @@ def _restore(session_id: str, blob: bytes) -> _State:
     """The engine state of a checkpoint in this version's ``CHECKPOINT_FORMAT``; any other is
     refused before anything moves (the journal keeps the session running, for the version that
     wrote it to resume)."""
+    return _unpickled(session_id, blob, _State, "state")
+
+
+def _restore_market(session_id: str, blob: bytes) -> MarketState:
+    """The market state of a market checkpoint, refused as ``_restore`` refuses."""
+    return _unpickled(session_id, blob, MarketState, "market state")
+
+
+def _unpickled(session_id: str, blob: bytes, kind: type[T], name: str) -> T:
+    """The ``kind`` a checkpoint blob holds as ``(CHECKPOINT_FORMAT, kind)``, else
+    ``CheckpointError``."""
     try:
         loaded = pickle.loads(blob)  # our own journal, our own state
     except Exception as exc:  # a module or class another version had
-        what = f"unreadable here: {type(exc).__name__}: {exc}"
+        what = f"{name} unreadable here: {type(exc).__name__}: {exc}"
         raise CheckpointError(_refusal(session_id, what)) from exc
     current = isinstance(loaded, tuple) and len(loaded) == 2 and loaded[0] == CHECKPOINT_FORMAT
-    if current and isinstance(loaded[1], _State):
+    if current and isinstance(loaded[1], kind):
         return loaded[1]
     found = loaded[0] if isinstance(loaded, tuple) and loaded else "none recorded"
-    raise CheckpointError(_refusal(session_id, f"state format {found}"))
+    raise CheckpointError(_refusal(session_id, f"{name} format {found}"))
 
 
 def _refusal(session_id: str, what: str) -> str:

@@ -1,10 +1,16 @@
 """The live trading journal: one DuckDB file the live run writes before anything leaves.
 
 Journal first: a bar's decisions (with their feature snapshot), order intents (by
-``client_order_id``), fills (by ``exec_id``), positions, equity, events and an opaque engine
-checkpoint are committed in one transaction before the orders go out. A restart finds the newest
-running session of its broker and universe, restores the checkpoint, and compares what the broker
-did with what the journal holds, so no intent is sent twice and no fill is lost.
+``client_order_id``), fills (by ``exec_id``), positions, equity, events, the bars the instant
+brought and an opaque engine checkpoint are committed in one transaction before the orders go
+out. A restart finds the newest running session of its broker and universe, restores the
+checkpoint, and compares what the broker did with what the journal holds, so no intent is sent
+twice and no fill is lost.
+
+The market state (features, regime, volume profiles: most of the engine state's bytes) is
+checkpointed on its own, between bars and every few of them (``write_market_checkpoint``); a
+restart replays the journaled instants since (``market_instants``), so a bar's commit carries
+only its own bars.
 
 The journal is its own file, never the research warehouse. One process writes it (the live run):
 it keeps one connection for its lifetime, guarded by a lock, because the engine calls it from its
@@ -32,6 +38,8 @@ import duckdb
 import polars as pl
 
 from trader_runtime.errors import RoboTraderError
+from trader_runtime.market.bars import Bar
+from trader_runtime.market.instant import MarketInstant
 
 SCHEMA_VERSION: Final = 1
 INTENT_STATUSES: Final = frozenset(
@@ -136,13 +144,21 @@ class EventRecord(NamedTuple):
     detail: Mapping[str, Any]
 
 
+class InstantRecord(NamedTuple):
+    """The ``bar``-th instant of a session (from 0), as the market state took it."""
+
+    bar: int
+    instant: MarketInstant
+
+
 @dataclass(frozen=True, slots=True)
 class BarCommit:
     """Everything one bar produced, committed atomically.
 
     ``positions`` and ``equity`` form a position snapshot when either is present (an empty
     ``positions`` with an equity record means "flat"); a commit with neither leaves the latest
-    snapshot as it was. ``checkpoint`` is the opaque engine state after this bar.
+    snapshot as it was. ``checkpoint`` is the opaque engine state after this bar; ``instant``
+    the bars the market state took at it (replayed onto the last market checkpoint at a restart).
     """
 
     session_id: str
@@ -154,6 +170,7 @@ class BarCommit:
     equity: EquityRecord | None
     events: Sequence[EventRecord]
     checkpoint: bytes | None
+    instant: InstantRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +196,16 @@ class Checkpoint:
     """The engine state a session last committed."""
 
     session_id: str
+    ts: datetime
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MarketCheckpoint:
+    """The market state a session last saved: after its first ``bar`` instants (opaque)."""
+
+    session_id: str
+    bar: int
     ts: datetime
     state: bytes
 
@@ -285,6 +312,25 @@ _DDL: Final = (
         ts         TIMESTAMPTZ NOT NULL,
         state      BLOB NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS market_bars (
+        seq        BIGINT NOT NULL DEFAULT nextval('journal_seq'),
+        session_id VARCHAR NOT NULL,
+        bar        BIGINT NOT NULL,
+        ts         TIMESTAMPTZ NOT NULL,
+        symbol     VARCHAR,
+        open       DOUBLE,
+        high       DOUBLE,
+        low        DOUBLE,
+        close      DOUBLE,
+        volume     DOUBLE
+    )""",
+    """CREATE TABLE IF NOT EXISTS market_checkpoints (
+        seq        BIGINT NOT NULL DEFAULT nextval('journal_seq'),
+        session_id VARCHAR NOT NULL,
+        bar        BIGINT NOT NULL,
+        ts         TIMESTAMPTZ NOT NULL,
+        state      BLOB NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS broker_orders (
         client_order_id VARCHAR PRIMARY KEY,
         session_id      VARCHAR NOT NULL,
@@ -320,6 +366,17 @@ _FILL_COLUMNS: Final = _names(FillRecord)
 _POSITION_COLUMNS: Final = ("snapshot_seq", "session_id", "ts", *_names(PositionRecord))
 _EQUITY_COLUMNS: Final = ("session_id", *_names(EquityRecord))
 _EVENT_COLUMNS: Final = ("session_id", "ts", "kind", "detail")
+_MARKET_BAR_COLUMNS: Final = (
+    "session_id",
+    "bar",
+    "ts",
+    "symbol",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+)
 
 
 class Journal:
@@ -520,6 +577,7 @@ class Journal:
         decisions = [_decision_row(d) for d in commit.decisions]
         intents = [_intent_row(i) for i in commit.intents]
         events = [_event_row(sid, e) for e in commit.events]
+        market_bars = [] if commit.instant is None else _market_bar_rows(sid, commit.instant)
         e = commit.equity
         equity = [] if e is None else [[sid, _utc(e.ts, "equity ts"), *e[1:]]]
         symbols = [p.symbol for p in commit.positions]
@@ -562,6 +620,7 @@ class Journal:
                 )
             _insert(con, "equity", _EQUITY_COLUMNS, equity)
             _insert(con, "events", _EVENT_COLUMNS, events)
+            _insert(con, "market_bars", _MARKET_BAR_COLUMNS, market_bars)
             if commit.checkpoint is not None:
                 con.execute("DELETE FROM checkpoints WHERE session_id = ?", [sid])
                 con.execute(
@@ -672,6 +731,49 @@ class Journal:
         if found is None:
             return None
         return Checkpoint(session_id=session_id, ts=_aware(found[0]), state=bytes(found[1]))
+
+    def write_market_checkpoint(
+        self, session_id: str, bar: int, ts: datetime, state: bytes
+    ) -> None:
+        """Keep ``state``, the market state after the session's first ``bar`` instants (the
+        last at ``ts``), in place of the session's previous one."""
+        at = _utc(ts, "market checkpoint ts")
+        with self._transaction() as con:
+            _require_session(con, session_id)
+            con.execute("DELETE FROM market_checkpoints WHERE session_id = ?", [session_id])
+            con.execute(
+                "INSERT INTO market_checkpoints (session_id, bar, ts, state) VALUES (?, ?, ?, ?)",
+                [session_id, bar, at, bytes(state)],
+            )
+
+    def latest_market_checkpoint(self, session_id: str) -> MarketCheckpoint | None:
+        """The market state the session saved last, or None."""
+        with self._read() as con:
+            found = con.execute(
+                "SELECT bar, ts, state FROM market_checkpoints WHERE session_id = ? "
+                "ORDER BY seq DESC LIMIT 1",
+                [session_id],
+            ).fetchone()
+        if found is None:
+            return None
+        return MarketCheckpoint(session_id, int(found[0]), _aware(found[1]), bytes(found[2]))
+
+    def market_instants(self, session_id: str, first_bar: int, end_bar: int) -> list[InstantRecord]:
+        """The session's journaled instants ``first_bar <= bar < end_bar``, in bar order, with
+        their bars in the order they came."""
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT bar, ts, symbol, open, high, low, close, volume FROM market_bars "
+                "WHERE session_id = ? AND bar >= ? AND bar < ? ORDER BY bar, seq",
+                [session_id, first_bar, end_bar],
+            ).fetchall()
+        grouped: dict[int, tuple[datetime, dict[str, Bar]]] = {}
+        for bar, ts, symbol, open_, high, low, close, volume in rows:
+            at = _aware(ts)
+            _, bars = grouped.setdefault(int(bar), (at, {}))
+            if symbol is not None:  # None: an instant without bars
+                bars[symbol] = Bar(at, open_, high, low, close, volume)
+        return [InstantRecord(bar, MarketInstant(at, bars)) for bar, (at, bars) in grouped.items()]
 
     def intents(
         self, session_id: str, statuses: Collection[str] | None = None
@@ -903,6 +1005,18 @@ def _intent_row(i: IntentRecord) -> list[Any]:
         i.status,
         i.broker_order_id,
         i.note,
+    ]
+
+
+def _market_bar_rows(session_id: str, record: InstantRecord) -> list[list[Any]]:
+    """One row per bar of the instant; one row without a symbol for an instant without bars."""
+    ts = _utc(record.instant.ts, "instant ts")
+    bars = record.instant.bars
+    if not bars:
+        return [[session_id, record.bar, ts, None, None, None, None, None, None]]
+    return [
+        [session_id, record.bar, ts, symbol, b.open, b.high, b.low, b.close, b.volume]
+        for symbol, b in bars.items()
     ]
 
 
