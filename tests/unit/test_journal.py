@@ -678,3 +678,71 @@ def test_the_journal_runs_duckdb_on_one_thread(journal: Journal) -> None:
     # next bar's decision (benchmarks/latency)
     with journal._read() as con:
         assert con.execute("SELECT current_setting('threads')").fetchone() == (1,)
+
+
+def _wide_bar(n: int) -> BarCommit:
+    """One bar with ``n`` rows in every table a bar writes (missing values included)."""
+    k = 1
+    symbols = [f"S{i:02d}" for i in range(n)]
+    fills = [
+        _fill(f"e{i}", k)._replace(symbol=s, price_usd=100.0 + i) for i, s in enumerate(symbols)
+    ]
+    decisions = [
+        _decision(f"d{i}", k)._replace(symbol=s, edge=float("nan") if i % 3 else 0.1)
+        for i, s in enumerate(symbols)
+    ]
+    intents = [
+        _intent(f"c{i}", k)._replace(symbol=s, decision_id=None if i % 2 else f"d{i}")
+        for i, s in enumerate(symbols)
+    ]
+    positions = [
+        PositionRecord(s, float(i + 1), float("nan"), 50.0 + i) for i, s in enumerate(symbols)
+    ]
+    events = [
+        EventRecord(_minute(k), "refused", {"symbol": s, "qty": i}) for i, s in enumerate(symbols)
+    ]
+    bars = {
+        s: Bar(_minute(k), 1.0 + i, 2.0 + i, 0.5, 1.5, float("nan")) for i, s in enumerate(symbols)
+    }
+    return replace(
+        _bar(
+            k, fills=fills, decisions=decisions, intents=intents, positions=positions, events=events
+        ),
+        equity=EquityRecord(_minute(k), 1e6, 9e5, 1e5, -1e4, "bear"),
+        instant=InstantRecord(k, MarketInstant(_minute(k), bars)),
+    )
+
+
+def test_many_rows_go_in_as_a_few_rows_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many rows are inserted from one Arrow table, a few as one statement: the same rows
+    come back either way (missing values, NaN, timestamps and the order included)."""
+    from trader_runtime.live import journal as journal_module
+
+    read = []
+    for name, min_rows in (("arrow", 1), ("statements", 10_000)):
+        monkeypatch.setattr(journal_module, "_ARROW_MIN_ROWS", min_rows)
+        with Journal(tmp_path / f"{name}.duckdb") as journal:
+            _start(journal)
+            journal.commit_bar(_wide_bar(40))
+            read.append(
+                (
+                    [
+                        journal.fills(SID),
+                        journal.decisions(SID),
+                        journal.equity(SID),
+                        journal.events(SID),
+                        journal.positions(SID),
+                    ],
+                    journal.intents(SID),
+                    journal.market_instants(SID, 0, 9),
+                )
+            )
+    (frames, intents, instants), (want_frames, want_intents, want_instants) = read
+    for got, want in zip(frames, want_frames, strict=True):
+        assert got.height in (1, 40)
+        assert got.drop("seq", strict=False).equals(want.drop("seq", strict=False))
+    assert intents == want_intents
+    assert [i.decision_id for i in intents[:2]] == ["d0", None]
+    assert list(instants[0].instant.bars) == list(want_instants[0].instant.bars)
+    for symbol, bar in want_instants[0].instant.bars.items():
+        np.testing.assert_array_equal(_values(instants[0].instant.bars[symbol]), _values(bar))

@@ -36,6 +36,7 @@ from typing import Any, Final, NamedTuple
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from trader_runtime.errors import RoboTraderError
 from trader_runtime.market.bars import Bar
@@ -56,7 +57,7 @@ INTENT_STATUSES: Final = frozenset(
 )
 SESSION_END_STATUSES: Final = frozenset({"completed", "stopped", "killed", "failed", "abandoned"})
 RUNNING: Final = "running"
-_ROWS_PER_INSERT: Final = 200
+_ARROW_MIN_ROWS: Final = 8  # from this many rows an insert goes through Arrow (``_insert``)
 
 
 class JournalError(RoboTraderError):
@@ -1073,12 +1074,22 @@ def _insert(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
 ) -> None:
-    """Insert ``rows`` (values in ``columns`` order) with a few multi-row statements."""
+    """Insert ``rows`` (values in ``columns`` order): a few rows as one multi-row statement,
+    more as one Arrow table (DuckDB binds a statement's parameters one by one: 100 rows of nine
+    columns took 17 ms as ``VALUES``, 1.7 ms from Arrow)."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if len(rows) >= _ARROW_MIN_ROWS:
+        data = {c: list(values) for c, values in zip(columns, zip(*rows, strict=True), strict=True)}
+        con.register("_journal_rows", pa.table(data))
+        try:
+            con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _journal_rows")
+        finally:
+            con.unregister("_journal_rows")
+        return
     placeholder = f"({_marks(len(columns))})"
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
-        con.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-            + ", ".join([placeholder] * len(chunk)),
-            [value for row in chunk for value in row],
-        )
+    con.execute(
+        f"INSERT INTO {table} ({names}) VALUES " + ", ".join([placeholder] * len(rows)),
+        [value for row in rows for value in row],
+    )
