@@ -3,7 +3,10 @@
 The kernels are cached on disk (``njit(cache=True)``, next to their modules), but a fresh checkout
 compiles them on first use: about half a minute that would otherwise land in the first bar of the
 first session, or in every test process that starts at once. ``make run`` and ``make test`` run
-this first; with a warm cache it only loads them (a second or two).
+this first; with a warm cache it only loads them (a second or two). The live engine calls
+``warm`` too, before a session's first bar: numba loads a cached kernel at its first call (5-40
+ms each), which would otherwise land in the session's first bar, first order and first
+correlation penalty.
 
 Each group runs the real entry points on a tiny input, with the types the live loop and the
 backtest pass, so the compiled signatures are the ones used.
