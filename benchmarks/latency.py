@@ -160,11 +160,11 @@ def _one_symbol(model: LoadedModel, bars: int) -> OneSymbolSession:
     with tempfile.TemporaryDirectory(prefix="robo-bench-latency-") as tmp:
         engine = _session(("SYNA",), model, 5, bars, Path(tmp))
     steal_pct = _steal_pct(steal_before, _cpu_steal())
-    # the first bar loads the calendar year
+    # every bar, the first included: the engine loads its kernels before it (``compiled.warm``)
     return OneSymbolSession(
-        wall_us=list(engine.latencies_us)[1:],
-        cpu_us=list(engine.latencies_cpu_us)[1:],
-        commit_us=list(engine.commit_us)[1:],
+        wall_us=list(engine.latencies_us),
+        cpu_us=list(engine.latencies_cpu_us),
+        commit_us=list(engine.commit_us),
         steal_pct=steal_pct,
     )
 
@@ -254,8 +254,8 @@ def run(quick: bool) -> list[Measurement]:
         progress(f"{NAME}: {universe} symbols, {universe_bars} bars, model {label}")
         with tempfile.TemporaryDirectory(prefix="robo-bench-latency-") as tmp:
             engine = _session(symbols, model, 2, universe_bars, Path(tmp))
-        samples = list(engine.latencies_us)[1:]
-        commits = list(engine.commit_us)[1:]
+        samples = list(engine.latencies_us)
+        commits = list(engine.commit_us)
         saves = list(engine.market_save_us)
         extra = {
             "model": label,
