@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.live_kit import paper_trades
-from trader_runtime.brokers.base import AccountState
+from trader_runtime.brokers.base import AccountState, BarQuote, OrderRequest
 from trader_runtime.brokers.paper import PaperBroker
 from trader_runtime.decision.config import TradingConfig
 
@@ -55,3 +55,41 @@ def test_the_cost_survives_a_restart_of_the_broker(tmp_path: Path) -> None:
     assert account.positions == {"AAA": 100.0}
     assert account.avg_cost_usd == {"AAA": p[0]}
     assert not math.isnan(p[0])
+
+
+def test_bars_with_nothing_working_write_nothing_and_a_restart_after_them_fills_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "paper.json"
+    quote = {"AAA": BarQuote(50.0, 50.0, 1e9, 0.01, 1e9)}
+
+    def minute(k: int) -> datetime:
+        return T0 + timedelta(minutes=k)
+
+    async def first_process() -> None:
+        broker = _broker(path)
+        await broker.on_bar(minute(0), quote)
+        assert not path.exists()  # nothing working: nothing written
+        await broker.submit(OrderRequest("c1", "AAA", 100.0, 50.0, minute(1)))
+        await broker.on_bar(minute(2), quote)  # fills: written
+        assert len(broker.drain()[0]) == 1
+        written = path.read_bytes()
+        await broker.on_bar(minute(3), quote)
+        await broker.on_bar(minute(4), quote)
+        assert path.read_bytes() == written  # idle bars: the file is as the fill left it
+
+    async def after_a_restart() -> None:
+        broker = _broker(path)
+        assert broker.last_bar == minute(2)  # the idle bars were not written
+        await broker.on_bar(minute(3), quote)  # replayed: nothing to fill again
+        assert broker.drain() == ([], [])
+        await broker.submit(OrderRequest("c2", "AAA", -40.0, 50.0, minute(5)))
+        await broker.on_bar(minute(5), quote)  # the bar it was decided at: not yet
+        await broker.on_bar(minute(6), quote)
+        (execution,), _ = broker.drain()
+        assert execution.qty == -40.0
+        assert [e.client_order_id for e in broker.executions] == ["c1", "c2"]
+        assert broker.positions == {"AAA": 60.0}
+
+    asyncio.run(first_process())
+    asyncio.run(after_a_restart())

@@ -4,7 +4,10 @@ An order submitted after a bar's close fills at the next bar's open through
 ``execution.fills.simulate_fill`` (participation cap, half-spread, square-root impact, IBKR
 commissions), exactly as the backtest fills a child; what the cap leaves is cancelled. The account
 (cash, positions, every order and execution) is written atomically to a JSON file after each
-change, so a restarted runtime finds the broker where it left it.
+change, so a restarted runtime finds the broker where it left it. A bar that finds no order
+working changes nothing a restart needs, so it writes nothing (the write, with its ``fsync``,
+was 3 ms of every bar before the engine saw it): its time and quotes are kept in memory and
+written with the next change.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -148,7 +151,8 @@ class PaperBroker:
         """Fill every order decided before ``ts`` at this bar's open; idempotent per bar."""
         if self.last_bar is not None and ts <= self.last_bar:
             return
-        for status in self._working():
+        working = self._working()
+        for status in working:
             request = self.requests[status.client_order_id]
             if request.ts >= ts:
                 continue
@@ -177,7 +181,8 @@ class PaperBroker:
                 self._finish(status, "cancelled", filled, reason)
         self.last_bar = ts
         self.last_quotes.update(quotes)
-        self._save()
+        if working:  # orders submitted since the last save were saved with ``last_bar`` as is
+            self._save()
 
     def _execute(self, status: OrderStatus, ts: datetime, fill: Fill) -> None:
         execution = Execution(
@@ -231,16 +236,17 @@ class PaperBroker:
             "account_id": self.account_id,
             "cash_usd": self.cash_usd,
             "positions": self.positions,
-            "orders": [asdict(s) for s in self.orders.values()],
+            "orders": [_shallow(s) for s in self.orders.values()],
             "requests": [_request_json(r) for r in self.requests.values()],
             "executions": [_execution_json(e) for e in self.executions],
             "last_bar": None if self.last_bar is None else self.last_bar.isoformat(),
-            "last_quotes": {s: asdict(q) for s, q in self.last_quotes.items()},
+            "last_quotes": {s: _shallow(q) for s, q in self.last_quotes.items()},
         }
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
+        text = json.dumps(state)  # one write: ``json.dump`` writes piece by piece
         with tmp.open("w") as fh:
-            json.dump(state, fh)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.state_path)
@@ -269,9 +275,21 @@ class PaperBroker:
         self.last_quotes = {s: BarQuote(**q) for s, q in state["last_quotes"].items()}
 
 
+def _shallow(record: Any) -> dict[str, Any]:
+    """A flat dataclass's fields (``asdict`` without its deep copies: two thirds of a save's
+    time with a day's orders)."""
+    names = _FIELDS.get(type(record))
+    if names is None:
+        names = _FIELDS[type(record)] = tuple(f.name for f in fields(record))
+    return {name: getattr(record, name) for name in names}
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _request_json(r: OrderRequest) -> dict[str, Any]:
-    return {**asdict(r), "ts": r.ts.isoformat()}
+    return {**_shallow(r), "ts": r.ts.isoformat()}
 
 
 def _execution_json(e: Execution) -> dict[str, Any]:
-    return {**asdict(e), "ts": e.ts.isoformat()}
+    return {**_shallow(e), "ts": e.ts.isoformat()}
