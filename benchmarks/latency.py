@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -139,6 +139,7 @@ class OneSymbolSession:
     cpu_us: list[float]
     commit_us: list[float]
     steal_pct: float | None
+    handoff_us: list[float] = field(default_factory=list)
 
     @property
     def p99_us(self) -> float:
@@ -166,6 +167,7 @@ def _one_symbol(model: LoadedModel, bars: int) -> OneSymbolSession:
         cpu_us=list(engine.latencies_cpu_us),
         commit_us=list(engine.commit_us),
         steal_pct=steal_pct,
+        handoff_us=list(engine.handoff_us),
     )
 
 
@@ -215,6 +217,18 @@ def _one_symbol_measurements(label: str, sessions: list[OneSymbolSession]) -> li
                 "note": f"model {label}: the same span in the worker thread's CPU time; "
                 f"{len(over)} bars over 1 ms wall, "
                 f"{waiting} of them under 1 ms of CPU (the thread was not running)",
+            },
+        ),
+        Measurement(
+            NAME,
+            "arrival_to_worker_p50_us",
+            _pct(chosen.handoff_us, 50),
+            "us",
+            {
+                **extra,
+                "note": f"model {label}: before the span above, from the bar's arrival at the "
+                "engine's loop: the instant's checks, the paper broker's bar, the hand-off to "
+                "the worker",
             },
         ),
         Measurement(NAME, "journal_commit_p50_us", _pct(chosen.commit_us, 50), "us", extra),

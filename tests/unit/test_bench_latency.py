@@ -10,7 +10,7 @@ from benchmarks.latency import OneSymbolSession, _one_symbol_measurements, quiet
 def _session(p99_us: float, steal_pct: float | None) -> OneSymbolSession:
     # 100 bars: 98 at 100 us, two at p99_us (numpy's p99 of them is p99_us)
     wall = [100.0] * 98 + [p99_us, p99_us]
-    return OneSymbolSession(wall, [w / 2 for w in wall], [50.0] * 100, steal_pct)
+    return OneSymbolSession(wall, [w / 2 for w in wall], [50.0] * 100, steal_pct, [30.0] * 100)
 
 
 def test_the_session_with_the_least_steal_is_chosen_not_the_best_result() -> None:
@@ -46,3 +46,4 @@ def test_the_figures_are_the_chosen_sessions_and_every_session_is_in_the_note() 
     assert by_metric["decision_cpu_p99_us"].extra["bars_over_1ms"] == 0
     assert by_metric["decision_p50_us"].value == pytest.approx(100.0)
     assert by_metric["journal_commit_p50_us"].value == pytest.approx(50.0)
+    assert by_metric["arrival_to_worker_p50_us"].value == pytest.approx(30.0)

@@ -262,6 +262,11 @@ class LiveEngine:
         self.latencies_cpu_us: deque[float] = deque(maxlen=100_000)
         self.commit_us: deque[float] = deque(maxlen=100_000)
         self.market_save_us: deque[float] = deque(maxlen=100_000)  # between bars (worker)
+        # per bar: its arrival at the loop to the worker's start (the instant's checks, the
+        # broker's bar, the hand-off, and a between-bar job still running when bars come back to
+        # back), microseconds
+        self.handoff_us: deque[float] = deque(maxlen=100_000)
+        self._arrived_ns = 0
         self._state: _State | None = None
         self._market: MarketState | None = None
         self._market_saved_bar = 0  # the bar count of the last market state saved
@@ -520,6 +525,7 @@ class LiveEngine:
                 return
 
     async def _on_instant(self, instant: MarketInstant) -> None:
+        self._arrived_ns = time.perf_counter_ns()
         self._last_bar_wall = time.monotonic()
         if self._stale:
             self._stale = False
@@ -564,6 +570,7 @@ class LiveEngine:
         """The worker's part of a bar: the market state takes it, then ``_step``."""
         started = time.perf_counter_ns()
         started_cpu = time.thread_time_ns()
+        self.handoff_us.append((started - self._arrived_ns) / 1000.0)
         row = self.market.update(instant)
         return self._step(
             instant, row, executions, finals, started_ns=started, started_cpu_ns=started_cpu
