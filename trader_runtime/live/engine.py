@@ -109,8 +109,8 @@ class LiveConfig(BaseModel):
     pin_threads: bool = True
     """Run the event loop and the worker on one CPU (the last the process may use) while the
     session trades: a bar handed to the worker then starts without waking another CPU. Measured
-    here, both threads on one CPU against free to move: hand-off p50 112-124 us against 148-277,
-    decision p99 442-1,187 us against 537-2,744 (nine alternating pairs of sessions)."""
+    here, both threads on one CPU against free to move: hand-off p50 81-124 us against 128-298,
+    decision p99 379-1,187 us against 537-5,614 (docs/benchmarks.md)."""
     market_checkpoint_bars: int = Field(default=30, ge=1)
     """Save the market state every this many bars (between bars, after the orders went out); a
     restart replays at most this many journaled instants onto the last one."""
