@@ -16,7 +16,6 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -276,15 +275,9 @@ class PaperBroker:
 
 
 def _shallow(record: Any) -> dict[str, Any]:
-    """A flat dataclass's fields (``asdict`` without its deep copies: two thirds of a save's
-    time with a day's orders)."""
-    names = _FIELDS.get(type(record))
-    if names is None:
-        names = _FIELDS[type(record)] = tuple(f.name for f in fields(record))
-    return {name: getattr(record, name) for name in names}
-
-
-_FIELDS: dict[type, tuple[str, ...]] = {}
+    """A flat slotted dataclass's fields, in order (``asdict`` without its deep copies: two
+    thirds of a save's time with a day's orders)."""
+    return {name: getattr(record, name) for name in record.__slots__}
 
 
 def _request_json(r: OrderRequest) -> dict[str, Any]:
