@@ -458,9 +458,8 @@ class LiveEngine:
         worker, between bars)."""
         started = time.perf_counter_ns()
         state, market = self.state, self.market
-        blob = pickle.dumps((CHECKPOINT_FORMAT, market), protocol=pickle.HIGHEST_PROTOCOL)
         ts = state.last_ts or _now()
-        self.journal.write_market_checkpoint(self.session_id, state.bar, ts, blob)
+        self.journal.write_market_checkpoint(self.session_id, state.bar, ts, _pickled(market))
         self._market_saved_bar = state.bar
         self.market_save_us.append((time.perf_counter_ns() - started) / 1000.0)
 
@@ -1089,7 +1088,13 @@ class LiveEngine:
         return events
 
     def _checkpoint(self) -> bytes:
-        return pickle.dumps((CHECKPOINT_FORMAT, self.state), protocol=pickle.HIGHEST_PROTOCOL)
+        return _pickled(self.state)
+
+
+def _pickled(state: _State | MarketState) -> bytes:
+    """A checkpoint blob: ``state`` with this version's ``CHECKPOINT_FORMAT`` (``_unpickled``
+    reads it back)."""
+    return pickle.dumps((CHECKPOINT_FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _restore(session_id: str, blob: bytes) -> _State:
