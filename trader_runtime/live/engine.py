@@ -595,11 +595,12 @@ class LiveEngine:
         """The worker's part of a bar: the market state takes it, then ``_step``."""
         started = time.perf_counter_ns()
         started_cpu = time.thread_time_ns()
-        self.handoff_us.append((started - self._arrived_ns) / 1000.0)
         row = self.market.update(instant)
-        return self._step(
+        intents = self._step(
             instant, row, executions, finals, started_ns=started, started_cpu_ns=started_cpu
         )
+        self.handoff_us.append((started - self._arrived_ns) / 1000.0)  # outside the spans
+        return intents
 
     def _step(
         self,
