@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -139,7 +139,7 @@ class OneSymbolSession:
     cpu_us: list[float]
     commit_us: list[float]
     steal_pct: float | None
-    handoff_us: list[float] = field(default_factory=list)
+    handoff_us: list[float]
 
     @property
     def p99_us(self) -> float:
